@@ -1,0 +1,117 @@
+"""RAFTConfig: TRL's SFTConfig plus the distillation, balancing, teacher and rollout settings of RAFT."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from trl import SFTConfig
+
+from .data import DEFAULT_TEACHER_TEMPLATE, validate_teacher_template
+
+
+@dataclass
+class RAFTConfig(SFTConfig):
+    r"""
+    Configuration for [`RAFTTrainer`]. Every [`~trl.SFTConfig`] field works as in SFT; the fields below are RAFT's,
+    with the paper's values (arXiv 2606.00147) as defaults.
+
+    > Parameters that control the distillation
+
+    use_distillation (`bool`, *optional*, defaults to `True`):
+        Add the on-policy top-K distillation term. `False` gives exactly SFT (same losses as `SFTTrainer`).
+    answer_conditioning (`bool`, *optional*, defaults to `True`):
+        Show the teacher the reference answer through `teacher_template`. `False` gives plain on-policy
+        distillation from the original model (the paper's baseline): the teacher sees the student's prompt.
+    distillation_topk (`int`, *optional*, defaults to `512`):
+        K: the teacher's top-K tokens over which both distributions are renormalised.
+    distillation_temperature (`float`, *optional*, defaults to `1.5`):
+        T: softmax temperature of the distillation; the KL is multiplied by T².
+    distillation_chunk_size (`int`, *optional*, defaults to `256`):
+        Positions projected through the LM head at once; bounds the extra memory to `chunk · vocab · 4` bytes.
+
+    > Parameters that control the loss balancing (L = L_SFT + λ·L_KL)
+
+    loss_balancing (`str`, *optional*, defaults to `"ema"`):
+        `"ema"`: λ = m̂_SFT / (m̂_KL + ε) from bias-corrected EMAs of both losses; `"fixed"`: λ = `fixed_lambda`.
+    ema_beta (`float`, *optional*, defaults to `0.9`):
+        β, the EMA decay.
+    ema_eps (`float`, *optional*, defaults to `1e-8`):
+        ε in λ's denominator (not given by the paper).
+    fixed_lambda (`float`, *optional*, defaults to `1.0`):
+        λ when `loss_balancing="fixed"`.
+
+    > Parameters that control the teacher
+
+    teacher_template (`str`, *optional*, defaults to the paper's template):
+        Teacher prompt with the placeholders `{reference}` and `{prompt}`; the student's completion ids follow it.
+        For conversational data it replaces the last user turn and goes through the chat template.
+    max_teacher_prompt_length (`int`, *optional*):
+        Token budget of the teacher prompt; the reference is cut to fit, never the question. Defaults to `max_length`.
+    teacher_model_init_kwargs (`dict`, *optional*):
+        Keyword arguments for `from_pretrained` when the teacher is loaded from a name or path.
+
+    > Parameters that control the rollouts (kept apart from the distillation temperature)
+
+    max_completion_length (`int`, *optional*, defaults to `256`):
+        Maximum number of tokens sampled per rollout.
+    temperature (`float`, *optional*, defaults to `1.0`):
+        Sampling temperature of the rollouts.
+    top_p (`float`, *optional*, defaults to `1.0`):
+        Nucleus sampling of the rollouts.
+    top_k (`int`, *optional*, defaults to `0`):
+        Top-k sampling of the rollouts; `0` disables it.
+    num_generations (`int`, *optional*, defaults to `1`):
+        Rollouts per prompt.
+    ds3_gather_for_generation (`bool`, *optional*, defaults to `True`):
+        Gather ZeRO-3 weights for generation (faster; set `False` when the model does not fit on one device).
+    """
+
+    use_distillation: bool = field(default=True, metadata={"help": "Add the distillation term (False = SFT)."})
+    answer_conditioning: bool = field(default=True, metadata={"help": "Teacher sees the reference answer."})
+    distillation_topk: int = field(default=512, metadata={"help": "K of the top-K distillation."})
+    distillation_temperature: float = field(default=1.5, metadata={"help": "T of the distillation (KL × T²)."})
+    distillation_chunk_size: int = field(default=256, metadata={"help": "Positions per LM-head chunk."})
+    loss_balancing: str = field(default="ema", metadata={"help": "'ema' or 'fixed'.", "choices": ["ema", "fixed"]})
+    ema_beta: float = field(default=0.9, metadata={"help": "EMA decay β."})
+    ema_eps: float = field(default=1e-8, metadata={"help": "ε in λ = m̂_SFT / (m̂_KL + ε)."})
+    fixed_lambda: float = field(default=1.0, metadata={"help": "λ when loss_balancing='fixed'."})
+    teacher_template: str = field(default=DEFAULT_TEACHER_TEMPLATE, metadata={"help": "Teacher prompt template."})
+    max_teacher_prompt_length: int | None = field(default=None, metadata={"help": "Teacher prompt token budget."})
+    teacher_model_init_kwargs: dict[str, Any] | str | None = field(
+        default=None, metadata={"help": "from_pretrained kwargs for the teacher."}
+    )
+    max_completion_length: int = field(default=256, metadata={"help": "Max tokens per rollout."})
+    temperature: float = field(default=1.0, metadata={"help": "Rollout sampling temperature."})
+    top_p: float = field(default=1.0, metadata={"help": "Rollout top-p."})
+    top_k: int = field(default=0, metadata={"help": "Rollout top-k (0 = off)."})
+    num_generations: int = field(default=1, metadata={"help": "Rollouts per prompt."})
+    ds3_gather_for_generation: bool = field(default=True, metadata={"help": "Gather ZeRO-3 weights to generate."})
+
+    def __post_init__(self):
+        super().__post_init__()
+        checks = {
+            "distillation_topk": self.distillation_topk >= 1,
+            "distillation_temperature": self.distillation_temperature > 0,
+            "distillation_chunk_size": self.distillation_chunk_size >= 1,
+            "ema_beta": 0.0 <= self.ema_beta < 1.0,
+            "ema_eps": self.ema_eps >= 0,
+            "max_completion_length": self.max_completion_length >= 1,
+            "temperature": self.temperature > 0,
+            "top_p": 0.0 < self.top_p <= 1.0,
+            "num_generations": self.num_generations >= 1,
+            "loss_balancing": self.loss_balancing in ("ema", "fixed"),
+        }
+        bad = [f"{name}={getattr(self, name)!r}" for name, ok in checks.items() if not ok]
+        if bad:
+            raise ValueError(f"Invalid RAFTConfig values: {', '.join(bad)}. See the RAFTConfig docstring for ranges.")
+        if self.answer_conditioning:
+            validate_teacher_template(self.teacher_template)
+        if self.use_distillation and (self.packing or self.padding_free):
+            raise ValueError(
+                "RAFT distillation needs each example's prompt boundary (the student samples from the prompt, the "
+                "teacher scores the completion), which packing and padding-free batches erase. Set `packing=False` "
+                "and `padding_free=False`, or `use_distillation=False` for plain SFT."
+            )
+        if self.use_distillation and self.completion_only_loss is False:
+            raise ValueError("RAFT's SFT term masks the prompt; `completion_only_loss=False` is not supported.")

@@ -1,0 +1,143 @@
+"""RAFT's loss math: chunked LM-head projection, the teacher's top-K, the renormalised top-K forward KL, token NLL.
+
+Pure torch (no transformers / trl imports). No function here materialises `(rows, vocab)` float32 logits for more
+than `chunk_size` rows at a time.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from torch.utils.checkpoint import checkpoint
+
+
+@dataclass
+class LMHead:
+    """The output projection `logits = softcap(scale · (h Wᵀ + b))` of a causal LM, as plain tensors.
+
+    Args:
+        weight (`torch.Tensor`): `(V, H)` output embedding.
+        bias (`torch.Tensor`, *optional*): `(V,)` bias.
+        logit_scale (`float`, defaults to `1.0`): multiplier applied to the logits (e.g. Cohere, Granite).
+        softcap (`float`, *optional*): final logit soft-capping `c · tanh(z / c)` (e.g. Gemma 2).
+    """
+
+    weight: torch.Tensor
+    bias: torch.Tensor | None = None
+    logit_scale: float = 1.0
+    softcap: float | None = None
+
+    def raw(self, hidden: torch.Tensor) -> torch.Tensor:
+        """`h Wᵀ + b` in float32: `(N, H) -> (N, V)`."""
+        return F.linear(hidden, self.weight, self.bias).float()
+
+    def finish(self, logits: torch.Tensor) -> torch.Tensor:
+        """Element-wise scale and soft-cap, so they can be applied after a gather."""
+        if self.logit_scale != 1.0:
+            logits = logits * self.logit_scale
+        if self.softcap is not None:
+            logits = self.softcap * torch.tanh(logits / self.softcap)
+        return logits
+
+    def __call__(self, hidden: torch.Tensor) -> torch.Tensor:
+        return self.finish(self.raw(hidden))
+
+
+@dataclass
+class TeacherTopK:
+    """The teacher's top-K support per position.
+
+    Attributes:
+        indices (`torch.LongTensor`): `(N, K)` token ids of the teacher's top-K tokens.
+        logprobs (`torch.Tensor`): `(N, K)` float32 log q̃, the tempered teacher distribution renormalised over S.
+        mass (`torch.Tensor`): `(N,)` float32 teacher probability mass inside S before renormalisation.
+    """
+
+    indices: torch.Tensor
+    logprobs: torch.Tensor
+    mass: torch.Tensor
+
+
+@torch.no_grad()
+def teacher_topk(
+    hidden: torch.Tensor, head: LMHead, *, k: int, temperature: float, chunk_size: int = 256
+) -> TeacherTopK:
+    """Top-K of q = softmax(u / T) per row, projected `chunk_size` rows at a time.
+
+    Args:
+        hidden (`torch.Tensor`): `(N, H)` teacher hidden states at the positions that predict the completion.
+        head (`LMHead`): the teacher's output projection.
+        k (`int`): support size K (clipped to the vocabulary size).
+        temperature (`float`): distillation temperature T.
+        chunk_size (`int`): rows projected at once; peak extra memory is `chunk_size · V · 4` bytes.
+
+    Returns:
+        `TeacherTopK` with `(N, K)` indices and renormalised log-probs and the `(N,)` mass inside the top-K.
+    """
+    indices, logprobs, mass = [], [], []
+    for rows in hidden.split(chunk_size):
+        scaled = head(rows) / temperature  # (R, V) float32
+        top_values, top_indices = scaled.topk(min(k, scaled.size(-1)), dim=-1)
+        top_lse = top_values.logsumexp(-1, keepdim=True)
+        indices.append(top_indices)
+        logprobs.append(top_values - top_lse)
+        mass.append((top_lse.squeeze(-1) - scaled.logsumexp(-1)).exp())
+    return TeacherTopK(torch.cat(indices), torch.cat(logprobs), torch.cat(mass))
+
+
+def gather_logits(hidden: torch.Tensor, head: LMHead, indices: torch.Tensor, *, chunk_size: int = 256) -> torch.Tensor:
+    """Student logits at the teacher's top-K ids, `(N, H), (N, K) -> (N, K)`, differentiable.
+
+    Only the `(R, V)` projection of one chunk exists at a time; autograd keeps the hidden rows and the index, not the
+    full logits, because scale and soft-cap are applied after the gather.
+    """
+    gathered = [head.raw(rows).gather(-1, idx) for rows, idx in zip(hidden.split(chunk_size), indices.split(chunk_size))]
+    return head.finish(torch.cat(gathered))
+
+
+def topk_forward_kl(
+    student_logits: torch.Tensor,
+    teacher_logprobs: torch.Tensor,
+    mask: torch.Tensor,
+    *,
+    temperature: float,
+) -> torch.Tensor:
+    """Per-sequence top-K forward KL, `T² · mean_t KL(q̃_t ‖ p̃_t)` with p̃ = softmax(v_S / T) renormalised over S.
+
+    Args:
+        student_logits (`torch.Tensor`): `(B, C, K)` student logits v at the teacher's top-K ids (un-tempered).
+        teacher_logprobs (`torch.Tensor`): `(B, C, K)` log q̃ (tempered and renormalised over S).
+        mask (`torch.Tensor`): `(B, C)` 1 on completion tokens, 0 on padding.
+        temperature (`float`): distillation temperature T.
+
+    Returns:
+        `(B,)` float32 per-sequence KL. A sequence without tokens gives 0 (and a connected zero gradient). The caller
+        averages over sequences; this function never divides by a batch size.
+    """
+    student_logprobs = F.log_softmax(student_logits.float() / temperature, dim=-1)
+    teacher_logprobs = teacher_logprobs.float()
+    token_kl = (teacher_logprobs.exp() * (teacher_logprobs - student_logprobs)).sum(-1)  # (B, C)
+    mask = mask.to(token_kl.dtype)
+    return temperature**2 * (token_kl * mask).sum(-1) / mask.sum(-1).clamp(min=1)
+
+
+def _nll_sum(hidden: torch.Tensor, labels: torch.Tensor, weight, bias, logit_scale, softcap) -> torch.Tensor:
+    logits = LMHead(weight, bias, logit_scale, softcap)(hidden)
+    return F.cross_entropy(logits, labels, ignore_index=-100, reduction="sum")
+
+
+def token_nll_sum(hidden: torch.Tensor, labels: torch.Tensor, head: LMHead, *, chunk_size: int = 256) -> torch.Tensor:
+    """Σ −log p(label) over rows whose label is not -100, `(N, H), (N,) -> ()` float32.
+
+    Each chunk is checkpointed, so its `(R, V)` log-softmax is recomputed in backward instead of being kept.
+    """
+    keep = labels != -100
+    hidden, labels = hidden[keep], labels[keep]
+    total = hidden.new_zeros((), dtype=torch.float32) + 0.0 * hidden.sum()  # connected zero for empty batches
+    for rows, row_labels in zip(hidden.split(chunk_size), labels.split(chunk_size)):
+        total = total + checkpoint(
+            _nll_sum, rows, row_labels, head.weight, head.bias, head.logit_scale, head.softcap, use_reentrant=False
+        )
+    return total

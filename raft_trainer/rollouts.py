@@ -1,0 +1,95 @@
+"""On-policy rollouts: sample z ~ p_θ(·|x) from the current student, cut at the first EOS, and build the
+token-level inputs the student and the teacher score them with (prompt ⊕ completion ids, never re-tokenised).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+
+
+@dataclass
+class Rollouts:
+    """Sampled completions for a batch of prompts (each prompt repeated `num_generations` times, consecutively).
+
+    Attributes:
+        completion_ids (`torch.LongTensor`): `(N, C)` sampled ids, pad after the first EOS.
+        completion_mask (`torch.LongTensor`): `(N, C)` 1 up to and including the first EOS.
+    """
+
+    completion_ids: torch.Tensor
+    completion_mask: torch.Tensor
+
+    @property
+    def lengths(self) -> torch.Tensor:
+        return self.completion_mask.sum(-1)
+
+
+def mask_after_first_eos(completion_ids: torch.Tensor, eos_token_ids: list[int]) -> torch.Tensor:
+    """1 on every token up to and including the first EOS, 0 after it.
+
+    Example:
+    ```python
+    >>> mask_after_first_eos(torch.tensor([[4, 2, 7], [2, 2, 2], [4, 5, 6]]), eos_token_ids=[2])
+    tensor([[1, 1, 0],
+            [1, 0, 0],
+            [1, 1, 1]])
+    ```
+    """
+    is_eos = torch.isin(completion_ids, torch.tensor(eos_token_ids, device=completion_ids.device))
+    eos_before = is_eos.long().cumsum(-1) - is_eos.long()  # EOS strictly before each position
+    return (eos_before == 0).long()
+
+
+@torch.no_grad()
+def sample_rollouts(
+    model, prompt_ids: torch.Tensor, prompt_mask: torch.Tensor, *, generation_config, eos_token_ids: list[int]
+) -> Rollouts:
+    """Sample completions with `model.generate` from left-padded prompts; `generation_config.num_return_sequences`
+    rollouts per prompt. The caller puts the model in eval mode and gathers sharded weights.
+    """
+    output = model.generate(input_ids=prompt_ids, attention_mask=prompt_mask, generation_config=generation_config)
+    completion_ids = output[:, prompt_ids.size(1) :]
+    if completion_ids.size(1) == 0:  # a generation that stopped before producing anything
+        completion_ids = completion_ids.new_full((output.size(0), 1), eos_token_ids[0])
+    mask = mask_after_first_eos(completion_ids, eos_token_ids)
+    pad_id = generation_config.pad_token_id if generation_config.pad_token_id is not None else eos_token_ids[0]
+    return Rollouts(completion_ids.masked_fill(mask == 0, pad_id), mask)
+
+
+def append_completions(
+    prompt_ids: torch.Tensor, prompt_mask: torch.Tensor, rollouts: Rollouts
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Left-padded prompts ⊕ right-padded completions -> `(input_ids, attention_mask, position_ids)`.
+
+    Prompts are repeated to match the rollouts. Positions count real tokens only, so a left-padded row is scored
+    exactly like the same row without padding.
+
+    Example:
+    ```python
+    >>> r = Rollouts(torch.tensor([[7, 2], [8, 0]]), torch.tensor([[1, 1], [1, 0]]))
+    >>> ids, mask, pos = append_completions(torch.tensor([[0, 5]]), torch.tensor([[0, 1]]), r)
+    >>> ids, pos
+    (tensor([[0, 5, 7, 2],
+            [0, 5, 8, 0]]), tensor([[0, 0, 1, 2],
+            [0, 0, 1, 2]]))
+    ```
+    """
+    repeats = rollouts.completion_ids.size(0) // prompt_ids.size(0)
+    prompt_ids = prompt_ids.repeat_interleave(repeats, dim=0)
+    prompt_mask = prompt_mask.repeat_interleave(repeats, dim=0)
+    input_ids = torch.cat([prompt_ids, rollouts.completion_ids], dim=1)
+    attention_mask = torch.cat([prompt_mask, rollouts.completion_mask.to(prompt_mask.dtype)], dim=1)
+    return input_ids, attention_mask, positions_from_mask(attention_mask)
+
+
+def positions_from_mask(attention_mask: torch.Tensor) -> torch.Tensor:
+    """Position ids that skip padding: `cumsum(mask) − 1`, clamped at 0."""
+    return (attention_mask.long().cumsum(-1) - 1).clamp(min=0)
+
+
+def completion_hidden(hidden: torch.Tensor, num_completion_tokens: int) -> torch.Tensor:
+    """Hidden states at the positions that predict the completion tokens: `(N, L, H) -> (N, C, H)`."""
+    length = hidden.size(1)
+    return hidden[:, length - num_completion_tokens - 1 : length - 1]

@@ -1,0 +1,268 @@
+"""RAFTTrainer: TRL's SFTTrainer plus answer-conditioned on-policy top-K distillation from the frozen original model.
+
+One training micro-batch, in order:
+1. the current student samples a completion z ~ p_θ(·|x) per prompt (cut at its first EOS);
+2. the frozen teacher scores [teacher prompt (reference answer ŷ + question) ⊕ z] and keeps its top-K per position;
+3. one student forward over [x ⊕ ŷ] (the SFT rows) and [x ⊕ z] (the rollout rows) gives L_SFT (token NLL of ŷ) and
+   L_KL (T²·KL(q̃‖p̃) over the teacher's top-K, averaged per sequence, then over sequences);
+4. the loss is L_SFT + λ·L_KL, with λ = m̂_SFT / (m̂_KL + ε) from EMAs updated once per optimizer step.
+"""
+
+from __future__ import annotations
+
+import time
+import warnings
+
+import torch
+from accelerate.utils import is_peft_model
+from transformers import GenerationConfig
+from trl import SFTTrainer
+from trl.models.utils import prepare_deepspeed, unwrap_model_for_generation
+from trl.trainer.utils import pad
+
+from .balancing import EMALossBalancer
+from .callbacks import RAFTCallback
+from .collator import RAFTDataCollator
+from .config import RAFTConfig
+from .data import check_chat_template, normalize_dataset, tokenize_teacher_prompt
+from .heads import add_raft_head
+from .losses import TeacherTopK, gather_logits, teacher_topk, token_nll_sum, topk_forward_kl
+from .rollouts import Rollouts, append_completions, positions_from_mask, sample_rollouts
+from .teacher import load_teacher, reload_original, run_teacher
+
+RAFT_BATCH_KEYS = ("prompt_input_ids", "prompt_attention_mask", "teacher_prompt_ids", "teacher_prompt_attention_mask")
+
+
+class RAFTTrainer(SFTTrainer):
+    """Drop-in replacement for `SFTTrainer` (same arguments, plus `teacher_model`) that trains with RAFT's loss.
+
+    Args:
+        teacher_model (`str` or `PreTrainedModel`, *optional*):
+            The frozen teacher. Defaults to the original model: the adapter-disabled base with PEFT, else the model
+            loaded again from its name or path.
+        Every other argument is `SFTTrainer`'s. `args` is a [`RAFTConfig`].
+    """
+
+    _tag_names = ["trl", "sft", "raft"]
+    _name = "RAFT"
+
+    def __init__(self, model, args: RAFTConfig | None = None, train_dataset=None, eval_dataset=None, *,
+                 teacher_model=None, data_collator=None, callbacks=None, **kwargs):  # fmt: skip
+        args = args if args is not None else RAFTConfig(output_dir="raft-output")
+        if not isinstance(args, RAFTConfig):
+            raise TypeError(f"`args` must be a RAFTConfig, got {type(args).__name__}.")
+        if train_dataset is None:
+            raise ValueError("`train_dataset` is required")
+        train_dataset = normalize_dataset(train_dataset, "train")
+        if isinstance(eval_dataset, dict):
+            eval_dataset = {name: normalize_dataset(ds, name) for name, ds in eval_dataset.items()}
+        elif eval_dataset is not None:
+            eval_dataset = normalize_dataset(eval_dataset, "eval")
+        self.raft_callback = RAFTCallback(EMALossBalancer(args.ema_beta, args.ema_eps, args.loss_balancing, args.fixed_lambda))
+        callbacks = [*(callbacks or []), self.raft_callback]
+        super().__init__(model, args, data_collator, train_dataset, eval_dataset, callbacks=callbacks, **kwargs)
+        if data_collator is None and args.use_distillation:
+            self.data_collator = RAFTDataCollator(self._tokenizer.pad_token_id, args.pad_to_multiple_of)
+        self.teacher = self._resolve_teacher(teacher_model) if args.use_distillation else None
+        self.generation_config = self._rollout_generation_config()
+        self._num_rollouts_in_window: int | None = None
+        self._step_totals = torch.zeros(2, dtype=torch.float64)  # Σ SFT, Σ KL contributions of this optimizer step
+        self._first_lambda: float | None = None
+
+    @property
+    def balancer(self) -> EMALossBalancer:
+        """The EMA balancer (owned by the callback, which may be replaced when callback states are restored)."""
+        callback = next((c for c in self.callback_handler.callbacks if isinstance(c, RAFTCallback)), self.raft_callback)
+        return callback.balancer
+
+    # ----------------------------------------------------------------------------------------------- setup
+    def _resolve_teacher(self, teacher_model):
+        student = self.model.get_base_model() if is_peft_model(self.model) else self.model
+        add_raft_head(student)
+        if teacher_model is not None:
+            teacher = load_teacher(teacher_model, self.args.teacher_model_init_kwargs)
+        elif is_peft_model(self.model):
+            return None  # the adapter-disabled base is the original model: no second copy of the weights
+        else:
+            teacher = reload_original(student, self.args.teacher_model_init_kwargs)
+        if self.is_deepspeed_enabled:
+            return prepare_deepspeed(teacher, self.accelerator)
+        return teacher.to(self.accelerator.device)
+
+    def _rollout_generation_config(self) -> GenerationConfig:
+        eos = self.model.generation_config.eos_token_id
+        eos = [] if eos is None else [eos] if isinstance(eos, int) else list(eos)
+        self.eos_token_ids = list(dict.fromkeys([self._tokenizer.eos_token_id, *eos]))
+        return GenerationConfig(
+            max_new_tokens=self.args.max_completion_length, do_sample=True, temperature=self.args.temperature,
+            top_p=self.args.top_p, top_k=self.args.top_k or None, num_return_sequences=self.args.num_generations,
+            eos_token_id=self.eos_token_ids, pad_token_id=self._tokenizer.pad_token_id, use_cache=True,
+        )  # fmt: skip
+
+    def _prepare_dataset(self, dataset, processing_class, args, packing, formatting_func, dataset_name):
+        columns = dataset.column_names or list(next(iter(dataset)).keys())
+        if getattr(args, "use_distillation", False) and args.answer_conditioning and "input_ids" not in columns:
+            check_chat_template(self._tokenizer, dataset)
+            budget = args.max_teacher_prompt_length or args.max_length
+            dataset = dataset.map(
+                lambda ex: dict(zip(("teacher_prompt_ids", "reference_truncated"), tokenize_teacher_prompt(
+                    self._tokenizer, ex["prompt"], ex["reference"], template=args.teacher_template, max_length=budget
+                ))),
+                desc=f"Tokenizing teacher prompts of the {dataset_name} dataset",
+            )  # fmt: skip
+            truncated = sum(dataset["reference_truncated"]) if hasattr(dataset, "__len__") else 0
+            if truncated:
+                warnings.warn(
+                    f"{truncated} references in the {dataset_name} dataset were cut to fit the teacher prompt budget "
+                    f"of {budget} tokens (questions are never cut). Raise `max_teacher_prompt_length` to keep them.",
+                    stacklevel=2,
+                )
+        return super()._prepare_dataset(dataset, processing_class, args, packing, formatting_func, dataset_name)
+
+    def _set_signature_columns_if_needed(self):
+        super()._set_signature_columns_if_needed()
+        if "teacher_prompt_ids" not in self._signature_columns:
+            self._signature_columns = [*self._signature_columns, "teacher_prompt_ids"]
+
+    def get_batch_samples(self, epoch_iterator, num_batches, device):
+        batch_samples, num_items_in_batch = super().get_batch_samples(epoch_iterator, num_batches, device)
+        count = torch.tensor(sum(len(b["input_ids"]) for b in batch_samples) * self.args.num_generations, device=device)
+        if self.args.average_tokens_across_devices and self.args.world_size > 1:
+            count = self.accelerator.gather(count).sum()
+        self._num_rollouts_in_window = int(count)
+        return batch_samples, num_items_in_batch
+
+    # ------------------------------------------------------------------------------------------ the step
+    def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
+        raft_inputs = {key: inputs.pop(key) for key in RAFT_BATCH_KEYS if key in inputs}
+        if not (self.args.use_distillation and self.model.training):
+            return super().compute_loss(model, inputs, return_outputs, num_items_in_batch)
+        if return_outputs:
+            raise ValueError("RAFTTrainer does not return model outputs from a training step.")
+        rollouts = self._sample_rollouts(model, raft_inputs["prompt_input_ids"], raft_inputs["prompt_attention_mask"])
+        teacher = self._teacher_topk(model, raft_inputs, rollouts)
+        nll_sum, kl_per_sequence = self._student_losses(model, inputs, raft_inputs, rollouts, teacher)
+        num_tokens = inputs["labels"][:, 1:].ne(-100).sum() if num_items_in_batch is None else num_items_in_batch
+        num_sequences = self._num_rollouts_in_window or kl_per_sequence.numel()
+        sft_loss = nll_sum / torch.as_tensor(num_tokens, device=nll_sum.device).clamp(min=1)
+        kl_loss = kl_per_sequence.sum() / num_sequences
+        lam = self._lambda_for_step(nll_sum, kl_per_sequence, inputs["labels"])
+        self._step_totals += torch.stack([sft_loss.detach(), kl_loss.detach()]).double().cpu()
+        self._record_micro_batch(nll_sum, kl_per_sequence, inputs["labels"], rollouts, teacher, lam)
+        loss = sft_loss + lam * kl_loss
+        if self.args.average_tokens_across_devices and num_items_in_batch is not None:
+            loss = loss * self.accelerator.num_processes  # DDP averages gradients; counts cover all ranks
+        return loss
+
+    def _sample_rollouts(self, model, prompt_ids, prompt_mask) -> Rollouts:
+        """z ~ p_θ(·|x) from the current student, with dropout off and ZeRO-3 weights gathered."""
+        start = time.perf_counter()
+        with unwrap_model_for_generation(
+            model, self.accelerator, gather_deepspeed3_params=self.args.ds3_gather_for_generation,
+            gradient_checkpointing_kwargs=self.args.gradient_checkpointing_kwargs,
+        ) as unwrapped:  # fmt: skip
+            was_training = unwrapped.training
+            unwrapped.eval()
+            try:
+                rollouts = sample_rollouts(
+                    unwrapped, prompt_ids, prompt_mask,
+                    generation_config=self.generation_config, eos_token_ids=self.eos_token_ids,
+                )  # fmt: skip
+            finally:
+                unwrapped.train(was_training)
+        self._metrics["train"]["raft/generation_time"].append(time.perf_counter() - start)
+        return rollouts
+
+    def _teacher_topk(self, model, raft_inputs, rollouts: Rollouts) -> TeacherTopK:
+        """The teacher's top-K over each completion position, seeing the reference (or only the prompt)."""
+        key = "teacher_prompt" if self.args.answer_conditioning else "prompt_input"
+        prompt_ids = raft_inputs[f"{key}_ids"]
+        prompt_mask = raft_inputs["teacher_prompt_attention_mask" if self.args.answer_conditioning else "prompt_attention_mask"]
+        input_ids, attention_mask, position_ids = append_completions(prompt_ids, prompt_mask, rollouts)
+        num_rows, length = rollouts.completion_ids.shape
+
+        def head(hidden, lm_head):
+            hidden = hidden[:, -length - 1 : -1].reshape(num_rows * length, -1)
+            return teacher_topk(hidden, lm_head, k=self.args.distillation_topk,
+                                temperature=self.args.distillation_temperature,
+                                chunk_size=self.args.distillation_chunk_size)  # fmt: skip
+
+        top = run_teacher(self.accelerator.unwrap_model(model), self.teacher, head,
+                          input_ids=input_ids, attention_mask=attention_mask, position_ids=position_ids)  # fmt: skip
+        shape = (num_rows, length, -1)
+        return TeacherTopK(top.indices.view(shape), top.logprobs.view(shape), top.mass.view(num_rows, length))
+
+    def _student_losses(self, model, inputs, raft_inputs, rollouts: Rollouts, teacher: TeacherTopK):
+        """One student forward over SFT rows [x ⊕ ŷ] and rollout rows [x ⊕ z] -> (Σ NLL of ŷ, (N,) per-sequence KL)."""
+        rollout_ids, rollout_mask, _ = append_completions(
+            raft_inputs["prompt_input_ids"], raft_inputs["prompt_attention_mask"], rollouts
+        )
+        num_sft, rollout_length = inputs["input_ids"].size(0), rollout_ids.size(1)
+        input_ids = pad([*inputs["input_ids"], *rollout_ids], padding_value=self._tokenizer.pad_token_id)
+        attention_mask = pad([*inputs["attention_mask"], *rollout_mask], padding_value=0)
+        labels = inputs["labels"]
+        num_rows, length = rollouts.completion_ids.shape
+        chunk, k = self.args.distillation_chunk_size, teacher.indices.size(-1)
+
+        def head(hidden, lm_head):
+            sft_hidden = hidden[:num_sft, : labels.size(1) - 1]
+            nll_sum = token_nll_sum(sft_hidden.reshape(-1, hidden.size(-1)), labels[:, 1:].reshape(-1), lm_head,
+                                    chunk_size=chunk)  # fmt: skip
+            rollout_hidden = hidden[num_sft:, rollout_length - length - 1 : rollout_length - 1]
+            student_logits = gather_logits(rollout_hidden.reshape(num_rows * length, -1), lm_head,
+                                           teacher.indices.reshape(-1, k), chunk_size=chunk)  # fmt: skip
+            kl = topk_forward_kl(student_logits.view(num_rows, length, k), teacher.logprobs, rollouts.completion_mask,
+                                 temperature=self.args.distillation_temperature)  # fmt: skip
+            return nll_sum, kl
+
+        return model(input_ids=input_ids, attention_mask=attention_mask,
+                     position_ids=positions_from_mask(attention_mask), raft_head=head)  # fmt: skip
+
+    # --------------------------------------------------------------------------------------- balancing
+    def _lambda_for_step(self, nll_sum, kl_per_sequence, labels) -> float:
+        """λ for this optimizer step: from the EMAs of the previous steps (so every micro-batch of a step, and every
+        rank, uses the same λ), or on the first step the rank-averaged loss ratio of its first micro-batch."""
+        lam = self.balancer.lam
+        if lam is not None:
+            return lam
+        if self._first_lambda is None:
+            means = torch.stack([nll_sum.detach() / labels[:, 1:].ne(-100).sum().clamp(min=1), kl_per_sequence.detach().mean()])
+            sft_mean, kl_mean = self.accelerator.reduce(means, reduction="mean").tolist()
+            self._first_lambda = self.balancer.lam_or_ratio(sft_mean, kl_mean)
+        return self._first_lambda
+
+    def training_step(self, model, inputs, num_items_in_batch=None):
+        loss = super().training_step(model, inputs, num_items_in_batch)
+        if self.args.use_distillation and self.accelerator.sync_gradients:
+            self._update_balancer()
+        return loss
+
+    def _update_balancer(self) -> None:
+        """Average this step's losses over ranks and update the EMAs once (the same values on every rank)."""
+        counts_are_global = self.args.average_tokens_across_devices and self.args.world_size > 1
+        totals = self.accelerator.reduce(self._step_totals.to(self.accelerator.device), "sum" if counts_are_global else "mean")
+        self._step_totals.zero_()
+        sft, kl = totals.tolist()
+        if not self.balancer.update(sft, kl):
+            warnings.warn(f"Non-finite RAFT losses (SFT {sft}, KL {kl}) at step {self.state.global_step}; the EMA "
+                          "update was skipped so λ stays finite.", stacklevel=2)  # fmt: skip
+        self._first_lambda = None
+        ema_sft, ema_kl = self.balancer.bias_corrected
+        self._metrics["train"]["raft/ema_sft"].append(ema_sft)
+        self._metrics["train"]["raft/ema_kl"].append(ema_kl)
+
+    def _record_micro_batch(self, nll_sum, kl_per_sequence, labels, rollouts, teacher, lam) -> None:
+        """Rank-averaged metrics of this micro-batch, through SFTTrainer's `_metrics` (averaged at each log)."""
+        mask = rollouts.completion_mask.float()
+        lengths = mask.sum(-1)
+        clipped = ~torch.isin(rollouts.completion_ids, torch.tensor(self.eos_token_ids, device=mask.device)).any(-1)
+        local = torch.stack([
+            nll_sum.detach() / labels[:, 1:].ne(-100).sum().clamp(min=1), kl_per_sequence.detach().mean(),
+            (teacher.mass * mask).sum() / mask.sum(), lengths.mean(), lengths.min(), lengths.max(), clipped.float().mean(),
+        ])  # fmt: skip
+        values = self.accelerator.reduce(local, reduction="mean").tolist()
+        names = ("raft/sft_loss", "raft/kl_loss", "raft/teacher_topk_mass", "completions/mean_length",
+                 "completions/min_length", "completions/max_length", "completions/clipped_ratio")  # fmt: skip
+        for name, value in zip(names, values):
+            self._metrics["train"][name].append(value)
+        self._metrics["train"]["raft/lambda"].append(lam)
