@@ -25,8 +25,10 @@ class EMALossBalancer:
     ```python
     >>> balancer = EMALossBalancer(beta=0.9)
     >>> balancer.update(2.0, 0.5)
+    True
     >>> round(balancer.lam, 6)  # the first bias-corrected EMAs are the losses themselves
     4.0
+
     ```
     """
 

@@ -17,7 +17,8 @@ def prompt_length(labels: list[int]) -> int:
 
 @dataclass
 class RAFTDataCollator:
-    """Collate tokenised RAFT examples (`input_ids`, `labels`, `teacher_prompt_ids`).
+    """Collate tokenised RAFT examples (`input_ids`, `labels`, and `teacher_prompt_ids` when the teacher sees the
+    reference).
 
     Returns the keys of TRL's `DataCollatorForLanguageModeling` (right-padded `input_ids`, `attention_mask`, `labels`
     with prompt tokens at -100) plus:
@@ -35,13 +36,13 @@ class RAFTDataCollator:
     >>> batch["labels"]
     tensor([[-100, -100,    7,    8],
             [-100,    7,    2, -100]])
-    >>> batch["prompt_input_ids"], batch["prompt_attention_mask"]
-    (tensor([[5, 6],
-            [0, 5]]), tensor([[1, 1],
-            [0, 1]]))
-    >>> batch["teacher_prompt_ids"]
-    tensor([[9, 5, 6],
-            [9, 9, 5]])
+    >>> batch["prompt_input_ids"]
+    tensor([[5, 6],
+            [0, 5]])
+    >>> batch["teacher_prompt_attention_mask"]
+    tensor([[1, 1, 1],
+            [1, 1, 1]])
+
     ```
     """
 
@@ -59,7 +60,7 @@ class RAFTDataCollator:
         }
 
     def __call__(self, examples: list[dict[str, Any]]) -> dict[str, torch.Tensor]:
-        missing = {"input_ids", "labels", "teacher_prompt_ids"} - set(examples[0])
+        missing = {"input_ids", "labels"} - set(examples[0])
         if missing:
             raise ValueError(
                 f"RAFTDataCollator needs tokenised examples with {sorted(missing)}; got keys {sorted(examples[0])}. "
@@ -68,6 +69,7 @@ class RAFTDataCollator:
         batch = self._sft([{"input_ids": e["input_ids"], "labels": e["labels"]} for e in examples])
         prompts = [list(e["input_ids"][: prompt_length(e["labels"])]) for e in examples]
         batch.update(self._left_pad(prompts, "prompt_input_ids", "prompt_attention_mask"))
-        teacher_prompts = [list(e["teacher_prompt_ids"]) for e in examples]
-        batch.update(self._left_pad(teacher_prompts, "teacher_prompt_ids", "teacher_prompt_attention_mask"))
+        if "teacher_prompt_ids" in examples[0]:  # absent without answer conditioning: the teacher sees the prompt
+            teacher_prompts = [list(e["teacher_prompt_ids"]) for e in examples]
+            batch.update(self._left_pad(teacher_prompts, "teacher_prompt_ids", "teacher_prompt_attention_mask"))
         return batch

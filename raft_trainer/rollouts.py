@@ -35,6 +35,7 @@ def mask_after_first_eos(completion_ids: torch.Tensor, eos_token_ids: list[int])
     tensor([[1, 1, 0],
             [1, 0, 0],
             [1, 1, 1]])
+
     ```
     """
     is_eos = torch.isin(completion_ids, torch.tensor(eos_token_ids, device=completion_ids.device))
@@ -70,10 +71,13 @@ def append_completions(
     ```python
     >>> r = Rollouts(torch.tensor([[7, 2], [8, 0]]), torch.tensor([[1, 1], [1, 0]]))
     >>> ids, mask, pos = append_completions(torch.tensor([[0, 5]]), torch.tensor([[0, 1]]), r)
-    >>> ids, pos
-    (tensor([[0, 5, 7, 2],
-            [0, 5, 8, 0]]), tensor([[0, 0, 1, 2],
-            [0, 0, 1, 2]]))
+    >>> ids
+    tensor([[0, 5, 7, 2],
+            [0, 5, 8, 0]])
+    >>> pos
+    tensor([[0, 0, 1, 2],
+            [0, 0, 1, 1]])
+
     ```
     """
     repeats = rollouts.completion_ids.size(0) // prompt_ids.size(0)

@@ -1,0 +1,121 @@
+"""The loss math against dense references, a hand-computed case, and autograd."""
+
+import math
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+from raft_trainer.losses import LMHead, gather_logits, teacher_topk, token_nll_sum, topk_forward_kl
+
+
+def dense_forward_kl(student_logits, teacher_logits, mask, temperature):
+    """Full-vocabulary T²·KL(softmax(u/T) ‖ softmax(v/T)), mean over tokens per sequence."""
+    q = F.log_softmax(teacher_logits / temperature, -1)
+    p = F.log_softmax(student_logits / temperature, -1)
+    token_kl = (q.exp() * (q - p)).sum(-1)
+    return temperature**2 * (token_kl * mask).sum(-1) / mask.sum(-1)
+
+
+def topk_kl_from_logits(student_logits, teacher_logits, mask, k, temperature, chunk_size=3):
+    b, c, h = student_logits.shape[0], student_logits.shape[1], student_logits.shape[2]
+    head = LMHead(torch.eye(h))  # identity head: hidden states are the logits
+    top = teacher_topk(teacher_logits.reshape(-1, h), head, k=k, temperature=temperature, chunk_size=chunk_size)
+    gathered = gather_logits(student_logits.reshape(-1, h), head, top.indices, chunk_size=chunk_size)
+    return topk_forward_kl(gathered.view(b, c, -1), top.logprobs.view(b, c, -1), mask, temperature=temperature)
+
+
+def test_kl_equals_dense_reference_when_k_is_vocab():
+    torch.manual_seed(0)
+    student, teacher = torch.randn(3, 5, 11), torch.randn(3, 5, 11)
+    mask = torch.tensor([[1, 1, 1, 1, 1], [1, 1, 0, 0, 0], [1, 0, 0, 0, 0]], dtype=torch.float)
+    ours = topk_kl_from_logits(student, teacher, mask, k=11, temperature=1.5)
+    torch.testing.assert_close(ours, dense_forward_kl(student, teacher, mask, 1.5))
+
+
+def test_kl_matches_hand_computed_example():
+    # V = 3, K = 2, T = 1. Teacher top-2 = tokens {0, 1} with q̃ = (3/4, 1/4); student p̃ over {0, 1} = (1/2, 1/2).
+    teacher = torch.log(torch.tensor([[[0.6, 0.2, 0.2]]]))
+    student = torch.log(torch.tensor([[[0.25, 0.25, 0.5]]]))
+    ours = topk_kl_from_logits(student, teacher, torch.ones(1, 1), k=2, temperature=1.0)
+    expected = 0.75 * math.log(0.75 / 0.5) + 0.25 * math.log(0.25 / 0.5)
+    assert ours.item() == pytest.approx(expected, rel=1e-5)
+    # With T = 2 the same support is tempered, and the T² factor applies.
+    ours_t2 = topk_kl_from_logits(student, teacher, torch.ones(1, 1), k=2, temperature=2.0)
+    q = torch.tensor([0.6, 0.2]).sqrt()
+    q, p = q / q.sum(), torch.tensor([0.5, 0.5])
+    assert ours_t2.item() == pytest.approx(4 * (q * (q / p).log()).sum().item(), rel=1e-5)
+
+
+def test_kl_gradient_matches_autograd_through_dense_reference():
+    torch.manual_seed(1)
+    teacher = torch.randn(2, 4, 9)
+    mask = torch.tensor([[1, 1, 1, 0], [1, 1, 1, 1]], dtype=torch.float)
+    student_a = torch.randn(2, 4, 9, requires_grad=True)
+    student_b = student_a.detach().clone().requires_grad_(True)
+    topk_kl_from_logits(student_a, teacher, mask, k=9, temperature=1.5).sum().backward()
+    dense_forward_kl(student_b, teacher, mask, 1.5).sum().backward()
+    torch.testing.assert_close(student_a.grad, student_b.grad)
+
+
+def test_topk_kl_differs_from_dense_when_k_is_small_and_ignores_tokens_outside_support():
+    torch.manual_seed(2)
+    student, teacher = torch.randn(1, 3, 10), torch.randn(1, 3, 10)
+    mask = torch.ones(1, 3)
+    small = topk_kl_from_logits(student, teacher, mask, k=3, temperature=1.0)
+    assert not torch.allclose(small, dense_forward_kl(student, teacher, mask, 1.0))
+    top3 = teacher.topk(3, -1).indices
+    bumped = student.clone().scatter_add_(-1, top3, torch.zeros_like(top3, dtype=torch.float))
+    outside = torch.ones_like(student).scatter_(-1, top3, 0.0)
+    bumped = bumped + 5.0 * outside  # change only tokens outside the teacher's support
+    torch.testing.assert_close(topk_kl_from_logits(bumped, teacher, mask, k=3, temperature=1.0), small)
+
+
+def test_teacher_topk_mass_and_renormalisation():
+    logits = torch.log(torch.tensor([[0.5, 0.3, 0.15, 0.05]]))
+    top = teacher_topk(logits, LMHead(torch.eye(4)), k=2, temperature=1.0)
+    assert top.indices.tolist() == [[0, 1]]
+    assert top.mass.item() == pytest.approx(0.8, rel=1e-6)
+    torch.testing.assert_close(top.logprobs.exp(), torch.tensor([[0.625, 0.375]]))
+
+
+def test_kl_of_sequence_without_tokens_is_zero_and_connected():
+    student = torch.randn(1, 2, 4, requires_grad=True)
+    kl = topk_kl_from_logits(student, torch.randn(1, 2, 4), torch.zeros(1, 2), k=4, temperature=1.5)
+    assert kl.item() == 0.0
+    kl.sum().backward()
+    assert student.grad is not None and torch.all(student.grad == 0)
+
+
+def test_chunking_does_not_change_results():
+    torch.manual_seed(3)
+    hidden, weight = torch.randn(10, 6), torch.randn(50, 6)
+    head = LMHead(weight, softcap=5.0, logit_scale=0.5)
+    a = teacher_topk(hidden, head, k=7, temperature=1.5, chunk_size=3)
+    b = teacher_topk(hidden, head, k=7, temperature=1.5, chunk_size=100)
+    torch.testing.assert_close(a.logprobs, b.logprobs)
+    torch.testing.assert_close(gather_logits(hidden, head, a.indices, chunk_size=4), head(hidden).gather(-1, a.indices))
+
+
+def test_token_nll_sum_matches_cross_entropy_with_gradients():
+    torch.manual_seed(4)
+    weight = torch.randn(20, 8, requires_grad=True)
+    hidden = torch.randn(12, 8, requires_grad=True)
+    labels = torch.randint(0, 20, (12,))
+    labels[[0, 5]] = -100
+    ours = token_nll_sum(hidden, labels, LMHead(weight), chunk_size=5)
+    ours.backward()
+    grads = hidden.grad.clone(), weight.grad.clone()
+    hidden.grad = weight.grad = None
+    F.cross_entropy(hidden @ weight.T, labels, ignore_index=-100, reduction="sum").backward()
+    torch.testing.assert_close(grads[0], hidden.grad)
+    torch.testing.assert_close(grads[1], weight.grad)
+
+
+def test_loss_module_imports_no_transformers():
+    import subprocess
+    import sys
+
+    code = "import sys, raft_trainer.losses; print(sorted({'transformers', 'trl'} & set(sys.modules)))"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "[]"

@@ -1,0 +1,228 @@
+"""RAFTTrainer end to end on a tiny model: SFT equivalence, GA invariance, EOS-first rollouts, LoRA, resume."""
+
+import math
+
+import pytest
+import torch
+from transformers import TrainerCallback
+from trl import SFTConfig, SFTTrainer
+
+from conftest import build_model, build_tokenizer
+from raft_trainer import RAFTConfig, RAFTTrainer
+from raft_trainer.rollouts import Rollouts, mask_after_first_eos
+
+COMMON = dict(report_to=[], save_strategy="no", use_cpu=True, seed=0, logging_steps=1, learning_rate=1e-3, bf16=False,
+              dataloader_drop_last=True)  # fmt: skip
+
+
+def make_trainer(tmp_path, dataset, tokenizer=None, **config):
+    """A RAFTTrainer on an in-memory tiny model; the teacher is an identical copy built from the same seed."""
+    tokenizer = tokenizer or build_tokenizer()
+    config = {**COMMON, "max_completion_length": 6, "distillation_topk": 16, **config}
+    args = RAFTConfig(output_dir=str(tmp_path / "out"), **config)
+    teacher = build_model(tokenizer) if args.use_distillation else None
+    return RAFTTrainer(build_model(tokenizer), args=args, train_dataset=dataset, processing_class=tokenizer,
+                       teacher_model=teacher)  # fmt: skip
+
+
+def fixed_rollouts(eos_first=False):
+    """Deterministic rollouts that depend only on each prompt's real tokens (so any batching gives the same ones)."""
+
+    def sample(self, model, prompt_ids, prompt_mask):
+        eos, rows = self.eos_token_ids[0], []
+        for ids, mask in zip(prompt_ids, prompt_mask):
+            real = ids[mask.bool()].tolist()
+            n = 0 if eos_first else 1 + sum(real) % 4
+            rows.append([(real[-1] + j) % 20 + 8 for j in range(n)] + [eos])
+        width = max(map(len, rows))
+        ids = torch.tensor([r + [self._tokenizer.pad_token_id] * (width - len(r)) for r in rows])
+        ids = ids.repeat_interleave(self.args.num_generations, dim=0)
+        mask = mask_after_first_eos(ids, self.eos_token_ids)
+        return Rollouts(ids, mask)
+
+    return sample
+
+
+class GradientSnapshot(TrainerCallback):
+    def __init__(self):
+        self.grads = []
+
+    def on_pre_optimizer_step(self, args, state, control, model=None, **kwargs):
+        self.grads.append({n: p.grad.detach().clone() for n, p in model.named_parameters() if p.grad is not None})
+
+
+def losses(trainer):
+    return [log["loss"] for log in trainer.state.log_history if "loss" in log]
+
+
+def test_raft_without_distillation_logs_the_same_losses_as_sft(tmp_path, plain_dataset):
+    tokenizer = build_tokenizer()
+    steps = dict(max_steps=4, per_device_train_batch_size=2)
+    sft = SFTTrainer(build_model(tokenizer), args=SFTConfig(output_dir=str(tmp_path / "sft"), **COMMON, **steps),
+                     train_dataset=plain_dataset, processing_class=tokenizer)  # fmt: skip
+    sft.train()
+    raft = make_trainer(tmp_path, plain_dataset, tokenizer=tokenizer, use_distillation=False, **steps)
+    raft.train()
+    assert len(losses(raft)) == 4
+    assert losses(raft) == pytest.approx(losses(sft), rel=1e-5, abs=1e-6)
+
+
+def test_gradient_is_invariant_to_gradient_accumulation(tmp_path, plain_dataset, monkeypatch):
+    monkeypatch.setattr(RAFTTrainer, "_sample_rollouts", fixed_rollouts())
+    grads = []
+    for batch, accumulation in [(8, 1), (2, 4)]:
+        snapshot = GradientSnapshot()
+        trainer = make_trainer(tmp_path, plain_dataset, max_steps=1, per_device_train_batch_size=batch,
+                               gradient_accumulation_steps=accumulation, max_grad_norm=0.0)  # fmt: skip
+        trainer.add_callback(snapshot)
+        trainer.balancer.load_state_dict({"step": 3, "ema_sft": 2.0, "ema_kl": 0.05})  # a λ that is not 1
+        trainer.train()
+        grads.append(snapshot.grads[0])
+    assert grads[0].keys() == grads[1].keys() and grads[0]
+    for name in grads[0]:
+        torch.testing.assert_close(grads[0][name], grads[1][name], rtol=1e-4, atol=1e-6, msg=name)
+
+
+def test_kl_term_changes_the_gradient(tmp_path, plain_dataset, monkeypatch):
+    """The trivial case is false first: the distillation term really reaches the gradient."""
+    monkeypatch.setattr(RAFTTrainer, "_sample_rollouts", fixed_rollouts())
+    grads = []
+    for lam in (0.0, 5.0):
+        snapshot = GradientSnapshot()
+        trainer = make_trainer(tmp_path, plain_dataset, max_steps=1, per_device_train_batch_size=4,
+                               loss_balancing="fixed", fixed_lambda=lam, max_grad_norm=0.0)  # fmt: skip
+        trainer.add_callback(snapshot)
+        trainer.train()
+        grads.append(snapshot.grads[0])
+    name = next(iter(grads[0]))
+    assert not torch.allclose(grads[0][name], grads[1][name])
+
+
+def test_rollout_that_ends_at_once_gives_finite_loss(tmp_path, plain_dataset, monkeypatch):
+    monkeypatch.setattr(RAFTTrainer, "_sample_rollouts", fixed_rollouts(eos_first=True))
+    trainer = make_trainer(tmp_path, plain_dataset, max_steps=2, per_device_train_batch_size=4)
+    trainer.train()
+    logs = [log for log in trainer.state.log_history if "raft/kl_loss" in log]
+    assert len(logs) == 2
+    for log in logs:
+        assert math.isfinite(log["loss"]) and math.isfinite(log["raft/kl_loss"]) and math.isfinite(log["raft/lambda"])
+        assert log["completions/mean_length"] == 1.0
+
+
+def test_real_sampling_logs_losses_lambda_and_rollout_metrics(tmp_path, plain_dataset):
+    trainer = make_trainer(tmp_path, plain_dataset, max_steps=2, per_device_train_batch_size=4, num_generations=2)
+    trainer.train()
+    log = next(log for log in trainer.state.log_history if "raft/lambda" in log)
+    for key in ("raft/sft_loss", "raft/kl_loss", "raft/ema_sft", "raft/ema_kl", "raft/teacher_topk_mass",
+                "completions/mean_length", "completions/clipped_ratio", "raft/generation_time"):  # fmt: skip
+        assert key in log and math.isfinite(log[key]), key
+    assert 0.0 < log["raft/teacher_topk_mass"] <= 1.0
+    assert 1 <= log["completions/mean_length"] <= 6
+    assert log["raft/lambda"] == pytest.approx(log["raft/sft_loss"] / log["raft/kl_loss"], rel=1e-3)  # step 1
+
+
+def test_default_teacher_is_reloaded_frozen_original(tmp_path, plain_dataset, tiny_model_dir):
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    tokenizer = AutoTokenizer.from_pretrained(tiny_model_dir)
+    args = RAFTConfig(output_dir=str(tmp_path / "out"), **COMMON, max_steps=2, per_device_train_batch_size=4,
+                      max_completion_length=4, distillation_topk=8)  # fmt: skip
+    trainer = RAFTTrainer(tiny_model_dir, args=args, train_dataset=plain_dataset, processing_class=tokenizer)
+    student, teacher = trainer.model, trainer.teacher
+    assert teacher is not None and teacher is not student and not teacher.training
+    assert all(not p.requires_grad for p in teacher.parameters())
+    assert {p.data_ptr() for p in teacher.parameters()}.isdisjoint(p.data_ptr() for p in student.parameters())
+    trainer.train()
+    original = AutoModelForCausalLM.from_pretrained(tiny_model_dir)
+    for (name, p), q in zip(teacher.named_parameters(), original.parameters()):
+        torch.testing.assert_close(p, q, msg=name)  # the teacher did not move
+    assert any(not torch.equal(p, q) for p, q in zip(student.parameters(), original.parameters()))
+
+
+def test_lora_teacher_is_the_adapter_disabled_base(tmp_path, plain_dataset):
+    from peft import LoraConfig
+
+    tokenizer = build_tokenizer()
+    base = build_model(tokenizer)
+    original_state = {k: v.clone() for k, v in base.state_dict().items()}
+    base_params = sum(p.numel() for p in base.parameters())
+    args = RAFTConfig(output_dir=str(tmp_path / "out"), **COMMON, max_steps=3, per_device_train_batch_size=4,
+                      max_completion_length=4, distillation_topk=8)  # fmt: skip
+    lora = LoraConfig(r=4, lora_alpha=8, target_modules=["q_proj", "v_proj"], init_lora_weights=False)
+    trainer = RAFTTrainer(base, args=args, train_dataset=plain_dataset, processing_class=tokenizer, peft_config=lora)
+    assert trainer.teacher is None
+    lora_params = sum(p.numel() for n, p in trainer.model.named_parameters() if "lora_" in n)
+    assert sum(p.numel() for p in trainer.model.parameters()) == base_params + lora_params  # no second copy
+    trainer.train()
+    assert all(math.isfinite(x) for x in losses(trainer))
+
+    reference = build_model(tokenizer)
+    reference.load_state_dict(original_state)
+    ids = torch.tensor([[1, 9, 10, 11, 12]])
+    model = trainer.model.eval()
+    with torch.no_grad():
+        adapted = model(input_ids=ids).logits
+        with model.disable_adapter():
+            disabled = model(input_ids=ids).logits
+        expected = reference(input_ids=ids).logits
+    assert not torch.allclose(adapted, expected, atol=1e-4)  # the adapter changes the output...
+    torch.testing.assert_close(disabled, expected)  # ...and disabling it gives back the original model
+
+
+class LambdaRecorder(TrainerCallback):
+    def __init__(self, trainer_ref):
+        self.trainer_ref, self.at_begin, self.per_step = trainer_ref, None, {}
+
+    def on_train_begin(self, args, state, control, **kwargs):
+        self.at_begin = self.trainer_ref[0].balancer.state_dict()
+
+    def on_step_end(self, args, state, control, **kwargs):
+        self.per_step[state.global_step] = self.trainer_ref[0].balancer.lam
+
+
+def test_lambda_identical_after_resume(tmp_path, plain_dataset):
+    config = dict(max_steps=4, per_device_train_batch_size=2, save_strategy="steps", save_steps=2)
+    ref = [None]
+    full = make_trainer(tmp_path / "full", plain_dataset, **config)
+    full_recorder = LambdaRecorder([full])
+    full.add_callback(full_recorder)
+    full.train()
+
+    first_half = make_trainer(tmp_path / "half", plain_dataset, **{**config, "max_steps": 4})
+    first_half.args.max_steps = 2
+    first_half.train()
+    saved = first_half.balancer.state_dict()
+    assert saved["step"] == 2
+
+    resumed = make_trainer(tmp_path / "half", plain_dataset, **config)
+    ref[0] = resumed
+    recorder = LambdaRecorder(ref)
+    resumed.add_callback(recorder)
+    resumed.train(resume_from_checkpoint=str(tmp_path / "half" / "out" / "checkpoint-2"))
+    # Callbacks run in order; ours restores on train begin before the recorder reads it.
+    assert recorder.at_begin == saved
+    assert resumed.balancer.step == 4
+    # λ after the first step of the resumed run depends only on the EMA state, identical to the full run's.
+    assert full_recorder.per_step[2] == pytest.approx(saved and first_half.balancer.lam, rel=1e-12)
+
+
+def test_packing_is_refused_with_a_clear_message(tmp_path):
+    with pytest.raises(ValueError, match="prompt boundary"):
+        RAFTConfig(output_dir=str(tmp_path), packing=True, use_cpu=True, bf16=False)
+    RAFTConfig(output_dir=str(tmp_path), packing=True, use_distillation=False, use_cpu=True, bf16=False)  # SFT may
+
+
+def test_answer_conditioning_switch_changes_what_the_teacher_sees(tmp_path, plain_dataset):
+    on = make_trainer(tmp_path, plain_dataset, max_steps=1, per_device_train_batch_size=4)
+    row = on.train_dataset[0]
+    tokenizer = on._tokenizer
+    teacher_text = tokenizer.decode(row["teacher_prompt_ids"])
+    # The word-level test tokenizer maps "knowledge:" to <unk>; the reference and the question are both there.
+    assert teacher_text.startswith("Background reference")
+    assert "The capital of France is Paris ." in teacher_text and "What is the capital of France ?" in teacher_text
+    off = make_trainer(tmp_path, plain_dataset, max_steps=1, per_device_train_batch_size=4, answer_conditioning=False)
+    assert "teacher_prompt_ids" not in off.train_dataset.column_names
+    batch = off.data_collator([off.train_dataset[i] for i in range(2)])
+    assert "teacher_prompt_ids" not in batch  # the teacher then scores the student's own prompt
+    off.train()
+    assert all(math.isfinite(x) for x in losses(off))
