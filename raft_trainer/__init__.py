@@ -15,7 +15,7 @@ _EXPORTS = {
     "RAFTDataCollator": "collator",
     "RAFTTrainer": "trainer",
 }
-__all__ = [*_EXPORTS, "__version__"]
+__all__ = ["EMALossBalancer", "RAFTCallback", "RAFTConfig", "RAFTDataCollator", "RAFTTrainer", "__version__"]
 
 if TYPE_CHECKING:
     from .balancing import EMALossBalancer

@@ -50,7 +50,9 @@ class RAFTDataCollator:
     pad_to_multiple_of: int | None = None
 
     def __post_init__(self):
-        self._sft = DataCollatorForLanguageModeling(pad_token_id=self.pad_token_id, pad_to_multiple_of=self.pad_to_multiple_of)
+        self._sft = DataCollatorForLanguageModeling(
+            pad_token_id=self.pad_token_id, pad_to_multiple_of=self.pad_to_multiple_of
+        )
 
     def _left_pad(self, sequences: list[list[int]], ids_key: str, mask_key: str) -> dict[str, torch.Tensor]:
         ids = [torch.tensor(s, dtype=torch.long) for s in sequences]

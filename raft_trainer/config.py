@@ -5,9 +5,14 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
+import torch
 from trl import SFTConfig
 
 from .data import DEFAULT_TEACHER_TEMPLATE, validate_teacher_template
+
+
+def _has_bf16_accelerator() -> bool:
+    return torch.cuda.is_available() or (hasattr(torch, "xpu") and torch.xpu.is_available())
 
 
 @dataclass
@@ -15,6 +20,8 @@ class RAFTConfig(SFTConfig):
     r"""
     Configuration for [`RAFTTrainer`]. Every [`~trl.SFTConfig`] field works as in SFT; the fields below are RAFT's,
     with the paper's values (arXiv 2606.00147) as defaults.
+
+    Unlike `SFTConfig`, an unset `bf16` falls back to fp32 on a machine without a GPU instead of raising.
 
     > Parameters that control the distillation
 
@@ -89,6 +96,8 @@ class RAFTConfig(SFTConfig):
     ds3_gather_for_generation: bool = field(default=True, metadata={"help": "Gather ZeRO-3 weights to generate."})
 
     def __post_init__(self):
+        if self.bf16 is None and not self.fp16 and not _has_bf16_accelerator():
+            self.bf16 = False  # SFTConfig would default to bf16 and then refuse to run on a machine without a GPU
         super().__post_init__()
         checks = {
             "distillation_topk": self.distillation_topk >= 1,

@@ -62,7 +62,9 @@ def split_messages(example: dict[str, Any]) -> dict[str, Any]:
 
 def _add_reference(example: dict[str, Any]) -> dict[str, Any]:
     reference = example.get("reference")
-    return {"reference": reference if isinstance(reference, str) and reference.strip() else _text_of(example["completion"])}
+    return {
+        "reference": reference if isinstance(reference, str) and reference.strip() else _text_of(example["completion"])
+    }
 
 
 def _problems(example: dict[str, Any]) -> str | None:

@@ -93,7 +93,9 @@ def gather_logits(hidden: torch.Tensor, head: LMHead, indices: torch.Tensor, *, 
     Only the `(R, V)` projection of one chunk exists at a time; autograd keeps the hidden rows and the index, not the
     full logits, because scale and soft-cap are applied after the gather.
     """
-    gathered = [head.raw(rows).gather(-1, idx) for rows, idx in zip(hidden.split(chunk_size), indices.split(chunk_size))]
+    gathered = [
+        head.raw(rows).gather(-1, idx) for rows, idx in zip(hidden.split(chunk_size), indices.split(chunk_size))
+    ]
     return head.finish(torch.cat(gathered))
 
 

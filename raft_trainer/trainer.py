@@ -58,7 +58,9 @@ class RAFTTrainer(SFTTrainer):
             eval_dataset = {name: normalize_dataset(ds, name) for name, ds in eval_dataset.items()}
         elif eval_dataset is not None:
             eval_dataset = normalize_dataset(eval_dataset, "eval")
-        self.raft_callback = RAFTCallback(EMALossBalancer(args.ema_beta, args.ema_eps, args.loss_balancing, args.fixed_lambda))
+        self.raft_callback = RAFTCallback(
+            EMALossBalancer(args.ema_beta, args.ema_eps, args.loss_balancing, args.fixed_lambda)
+        )
         callbacks = [*(callbacks or []), self.raft_callback]
         super().__init__(model, args, data_collator, train_dataset, eval_dataset, callbacks=callbacks, **kwargs)
         if data_collator is None and args.use_distillation:
@@ -72,7 +74,9 @@ class RAFTTrainer(SFTTrainer):
     @property
     def balancer(self) -> EMALossBalancer:
         """The EMA balancer (owned by the callback, which may be replaced when callback states are restored)."""
-        callback = next((c for c in self.callback_handler.callbacks if isinstance(c, RAFTCallback)), self.raft_callback)
+        callback = next(
+            (c for c in self.callback_handler.callbacks if isinstance(c, RAFTCallback)), self.raft_callback
+        )
         return callback.balancer
 
     # ----------------------------------------------------------------------------------------------- setup
@@ -126,7 +130,9 @@ class RAFTTrainer(SFTTrainer):
 
     def get_batch_samples(self, epoch_iterator, num_batches, device):
         batch_samples, num_items_in_batch = super().get_batch_samples(epoch_iterator, num_batches, device)
-        count = torch.tensor(sum(len(b["input_ids"]) for b in batch_samples) * self.args.num_generations, device=device)
+        count = torch.tensor(
+            sum(len(b["input_ids"]) for b in batch_samples) * self.args.num_generations, device=device
+        )
         if self.args.average_tokens_across_devices and self.args.world_size > 1:
             count = self.accelerator.gather(count).sum()
         self._num_rollouts_in_window = int(count)
@@ -177,7 +183,9 @@ class RAFTTrainer(SFTTrainer):
         """The teacher's top-K over each completion position, seeing the reference (or only the prompt)."""
         key = "teacher_prompt" if self.args.answer_conditioning else "prompt_input"
         prompt_ids = raft_inputs[f"{key}_ids"]
-        prompt_mask = raft_inputs["teacher_prompt_attention_mask" if self.args.answer_conditioning else "prompt_attention_mask"]
+        prompt_mask = raft_inputs[
+            "teacher_prompt_attention_mask" if self.args.answer_conditioning else "prompt_attention_mask"
+        ]
         input_ids, attention_mask, position_ids = append_completions(prompt_ids, prompt_mask, rollouts)
         num_rows, length = rollouts.completion_ids.shape
 
@@ -226,7 +234,9 @@ class RAFTTrainer(SFTTrainer):
         if lam is not None:
             return lam
         if self._first_lambda is None:
-            means = torch.stack([nll_sum.detach() / labels[:, 1:].ne(-100).sum().clamp(min=1), kl_per_sequence.detach().mean()])
+            means = torch.stack(
+                [nll_sum.detach() / labels[:, 1:].ne(-100).sum().clamp(min=1), kl_per_sequence.detach().mean()]
+            )
             sft_mean, kl_mean = self.accelerator.reduce(means, reduction="mean").tolist()
             self._first_lambda = self.balancer.lam_or_ratio(sft_mean, kl_mean)
         return self._first_lambda
@@ -240,7 +250,9 @@ class RAFTTrainer(SFTTrainer):
     def _update_balancer(self) -> None:
         """Average this step's losses over ranks and update the EMAs once (the same values on every rank)."""
         counts_are_global = self.args.average_tokens_across_devices and self.args.world_size > 1
-        totals = self.accelerator.reduce(self._step_totals.to(self.accelerator.device), "sum" if counts_are_global else "mean")
+        totals = self.accelerator.reduce(
+            self._step_totals.to(self.accelerator.device), "sum" if counts_are_global else "mean"
+        )
         self._step_totals.zero_()
         sft, kl = totals.tolist()
         if not self.balancer.update(sft, kl):

@@ -94,7 +94,9 @@ def test_chunking_does_not_change_results():
     a = teacher_topk(hidden, head, k=7, temperature=1.5, chunk_size=3)
     b = teacher_topk(hidden, head, k=7, temperature=1.5, chunk_size=100)
     torch.testing.assert_close(a.logprobs, b.logprobs)
-    torch.testing.assert_close(gather_logits(hidden, head, a.indices, chunk_size=4), head(hidden).gather(-1, a.indices))
+    torch.testing.assert_close(
+        gather_logits(hidden, head, a.indices, chunk_size=4), head(hidden).gather(-1, a.indices)
+    )
 
 
 def test_token_nll_sum_matches_cross_entropy_with_gradients():

@@ -7,9 +7,10 @@ import torch
 from transformers import TrainerCallback
 from trl import SFTConfig, SFTTrainer
 
-from conftest import build_model, build_tokenizer
 from raft_trainer import RAFTConfig, RAFTTrainer
 from raft_trainer.rollouts import Rollouts, mask_after_first_eos
+
+from conftest import build_model, build_tokenizer
 
 COMMON = dict(report_to=[], save_strategy="no", use_cpu=True, seed=0, logging_steps=1, learning_rate=1e-3, bf16=False,
               dataloader_drop_last=True)  # fmt: skip

@@ -1,0 +1,29 @@
+"""`raft` entry point: `raft <command> [--config recipe.yaml] [--flag value ...]`."""
+
+from __future__ import annotations
+
+import sys
+
+from . import train
+
+COMMANDS = {"train": train}
+USAGE = (
+    "usage: raft <command> [--config FILE.yaml] [<args>]\n\ncommands:\n  train    fine-tune with RAFT (RAFTTrainer)\n"
+)
+
+
+def main(argv: list[str] | None = None) -> None:
+    argv = sys.argv[1:] if argv is None else argv
+    if not argv or argv[0] in {"-h", "--help"}:
+        print(USAGE)
+        raise SystemExit(0)
+    command = COMMANDS.get(argv[0])
+    if command is None:
+        print(f"raft: unknown command {argv[0]!r}\n\n{USAGE}", file=sys.stderr)
+        raise SystemExit(2)
+    parsed = command.make_parser().parse_args_and_config(args=argv[1:])
+    command.main(*parsed)
+
+
+if __name__ == "__main__":
+    main()

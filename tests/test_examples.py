@@ -1,0 +1,82 @@
+"""The example script (TRL's SFT script with the trainer swapped) and the `raft train` CLI, run for a few steps."""
+
+import ast
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import trl
+
+ROOT = Path(__file__).resolve().parents[1]
+SMALL_RUN = ["--max_steps", "2", "--per_device_train_batch_size", "2", "--max_completion_length", "4",
+             "--distillation_topk", "8", "--report_to", "none", "--logging_steps", "1", "--save_strategy", "no"]  # fmt: skip
+
+
+@pytest.fixture
+def data_dir(tmp_path, plain_dataset):
+    path = tmp_path / "data"
+    path.mkdir()
+    plain_dataset.to_json(path / "train.jsonl")
+    return path
+
+
+def run(args, cwd):
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1", "PYTHONUNBUFFERED": "1"}
+    out = subprocess.run(args, cwd=cwd, env=env, capture_output=True, text=True, timeout=600)
+    assert out.returncode == 0, out.stdout[-3000:] + out.stderr[-3000:]
+    return out.stdout + out.stderr
+
+
+def _code_and_imports(source: str, rename: dict[str, str]) -> tuple[str, set[str]]:
+    """The AST without docstring and imports (names renamed), and the set of imported names."""
+    tree = ast.parse(source)
+    imported = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Name):
+            node.id = rename.get(node.id, node.id)
+        for field in ("body", "orelse"):
+            statements = getattr(node, field, None)
+            if isinstance(statements, list):
+                for statement in [s for s in statements if isinstance(s, (ast.Import, ast.ImportFrom))]:
+                    imported |= {rename.get(alias.name, alias.name) for alias in statement.names}
+                    statements.remove(statement)
+    tree.body = [s for s in tree.body if not (isinstance(s, ast.Expr) and isinstance(s.value, ast.Constant))]
+    return ast.dump(tree), imported
+
+
+def test_example_is_trl_sft_script_with_only_trainer_and_config_swapped():
+    ours = (ROOT / "examples" / "sft_raft.py").read_text()
+    theirs = (Path(trl.__file__).parent / "scripts" / "sft.py").read_text()
+    assert "RAFTTrainer(" in ours and "SFTTrainer" not in ours.split('"""')[2]
+    code, imports = _code_and_imports(ours, {"RAFTTrainer": "SFTTrainer", "RAFTConfig": "SFTConfig"})
+    assert (code, imports) == _code_and_imports(theirs, {})
+
+
+def test_example_script_trains_a_few_steps(tmp_path, tiny_model_dir, data_dir):
+    output = run([sys.executable, str(ROOT / "examples" / "sft_raft.py"), "--model_name_or_path", tiny_model_dir,
+                  "--dataset_name", str(data_dir), "--output_dir", str(tmp_path / "out"), *SMALL_RUN], cwd=tmp_path)  # fmt: skip
+    assert "raft/lambda" in output and "raft/kl_loss" in output
+    assert (tmp_path / "out" / "model.safetensors").exists()
+
+
+def test_cli_trains_from_a_yaml_recipe_and_writes_its_log(tmp_path, tiny_model_dir, plain_dataset):
+    data = tmp_path / "domain.jsonl"
+    plain_dataset.to_json(data)
+    recipe = tmp_path / "recipe.yaml"
+    recipe.write_text(f"model_name_or_path: {tiny_model_dir}\ndataset_name: {data}\ndistillation_temperature: 2.0\n"
+                      f"output_dir: {tmp_path / 'out'}\n")  # fmt: skip
+    output = run(
+        [sys.executable, "-m", "raft_trainer.cli.main", "train", "--config", str(recipe), *SMALL_RUN], tmp_path
+    )
+    assert "RAFT training done: 2 steps" in output
+    history = json.loads((tmp_path / "out" / "raft_log_history.json").read_text())
+    steps = [log for log in history if "raft/lambda" in log]
+    assert len(steps) == 2 and all(log["raft/kl_loss"] >= 0 for log in steps)
+
+
+def test_cli_rejects_unknown_commands():
+    out = subprocess.run([sys.executable, "-m", "raft_trainer.cli.main", "fly"], capture_output=True, text=True)
+    assert out.returncode == 2 and "unknown command 'fly'" in out.stderr
