@@ -1,7 +1,7 @@
 """Median optimizer-step wall time of SFTTrainer and RAFTTrainer on the same model, data and batch, side by side.
 
-    python benchmarks/step_time.py                      # tiny Llama built in code (seconds)
-    python benchmarks/step_time.py --model gemma        # Gemma 3 270M (the embedded default; minutes on CPU)
+python benchmarks/step_time.py                      # tiny Llama built in code (seconds)
+python benchmarks/step_time.py --model gemma        # Gemma 3 270M (the embedded default; minutes on CPU)
 """
 
 from __future__ import annotations

@@ -147,6 +147,14 @@ def tokenize_teacher_prompt(
     return before_ids + reference_ids + after_ids, truncated
 
 
+def add_teacher_prompt_ids(example: dict[str, Any], tokenizer, template: str, max_length: int | None) -> dict:
+    """`Dataset.map` function: `teacher_prompt_ids` and `reference_truncated` for one example."""
+    ids, truncated = tokenize_teacher_prompt(
+        tokenizer, example["prompt"], example["reference"], template=template, max_length=max_length
+    )
+    return {"teacher_prompt_ids": ids, "reference_truncated": truncated}
+
+
 def check_chat_template(tokenizer, dataset: Dataset | IterableDataset) -> None:
     """Raise a clear error when conversational data meets a tokenizer without a chat template."""
     first = next(iter(dataset))

@@ -4,10 +4,7 @@ its name or path (never a deep copy, which would copy empty ZeRO-3 shards), or a
 
 from __future__ import annotations
 
-import contextlib
-
 import torch
-from accelerate.utils import is_peft_model
 from transformers import AutoModelForCausalLM, PreTrainedModel
 from trl.trainer.utils import get_config_model_id, use_adapter
 
@@ -40,20 +37,10 @@ def reload_original(student: PreTrainedModel, init_kwargs: dict | None = None) -
         ) from error
 
 
-def teacher_context(model, teacher: PreTrainedModel | None):
-    """Context in which calling `teacher_forward_model(...)` runs the teacher: disabled adapter when sharing weights."""
-    if teacher is None:
-        return use_adapter(model, None)
-    return contextlib.nullcontext()
-
-
 @torch.no_grad()
 def run_teacher(model, teacher: PreTrainedModel | None, head_fn, **inputs):
     """Forward the teacher with `raft_head=head_fn`: `teacher`, or `model` with its adapter disabled when `None`."""
-    with teacher_context(model, teacher):
-        return (teacher if teacher is not None else model)(**inputs, raft_head=head_fn)
-
-
-def shares_weights_with_student(model) -> bool:
-    """True when the student is a PEFT model, whose adapter-disabled base is the original model."""
-    return is_peft_model(model)
+    if teacher is not None:
+        return teacher(**inputs, raft_head=head_fn)
+    with use_adapter(model, None):
+        return model(**inputs, raft_head=head_fn)

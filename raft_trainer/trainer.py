@@ -10,26 +10,43 @@ One training micro-batch, in order:
 
 from __future__ import annotations
 
+import dataclasses
 import time
-import warnings
 
 import torch
+from accelerate.logging import get_logger
 from accelerate.utils import is_peft_model
-from transformers import GenerationConfig
+from datasets import Dataset
+from transformers import GenerationConfig, TrainingArguments
 from trl import SFTTrainer
 from trl.models.utils import prepare_deepspeed, unwrap_model_for_generation
-from trl.trainer.utils import pad
+from trl.trainer.utils import get_config_model_id, pad
 
 from .balancing import EMALossBalancer
 from .callbacks import RAFTCallback
 from .collator import RAFTDataCollator
 from .config import RAFTConfig
-from .data import check_chat_template, normalize_dataset, tokenize_teacher_prompt
+from .data import add_teacher_prompt_ids, check_chat_template, normalize_dataset
 from .heads import add_raft_head
 from .losses import TeacherTopK, gather_logits, teacher_topk, token_nll_sum, topk_forward_kl
 from .rollouts import Rollouts, append_completions, positions_from_mask, sample_rollouts
 from .teacher import load_teacher, reload_original, run_teacher
 
+
+def as_raft_config(args, model) -> RAFTConfig:
+    """`args` as a RAFTConfig: a default one when `None`, converted (RAFT fields at their defaults) from an
+    `SFTConfig` or `TrainingArguments`, as `SFTTrainer` converts `TrainingArguments`."""
+    if isinstance(args, RAFTConfig):
+        return args
+    if args is None:
+        name = model if isinstance(model, str) else get_config_model_id(model.config)
+        return RAFTConfig(f"{name.rstrip('/').split('/')[-1]}-RAFT")
+    if isinstance(args, TrainingArguments):  # read the fields directly: `to_dict` masks every `*_token` value
+        return RAFTConfig(**{f.name: getattr(args, f.name) for f in dataclasses.fields(args) if f.init})
+    raise TypeError(f"`args` must be a RAFTConfig, SFTConfig or TrainingArguments, got {type(args).__name__}.")
+
+
+logger = get_logger(__name__)
 RAFT_BATCH_KEYS = ("prompt_input_ids", "prompt_attention_mask", "teacher_prompt_ids", "teacher_prompt_attention_mask")
 
 
@@ -46,11 +63,9 @@ class RAFTTrainer(SFTTrainer):
     _tag_names = ["trl", "sft", "raft"]
     _name = "RAFT"
 
-    def __init__(self, model, args: RAFTConfig | None = None, train_dataset=None, eval_dataset=None, *,
-                 teacher_model=None, data_collator=None, callbacks=None, **kwargs):  # fmt: skip
-        args = args if args is not None else RAFTConfig(output_dir="raft-output")
-        if not isinstance(args, RAFTConfig):
-            raise TypeError(f"`args` must be a RAFTConfig, got {type(args).__name__}.")
+    def __init__(self, model, args: RAFTConfig | TrainingArguments | None = None, data_collator=None, train_dataset=None,
+                 eval_dataset=None, processing_class=None, *, teacher_model=None, callbacks=None, **kwargs):  # fmt: skip
+        args = as_raft_config(args, model)
         if train_dataset is None:
             raise ValueError("`train_dataset` is required")
         train_dataset = normalize_dataset(train_dataset, "train")
@@ -58,17 +73,17 @@ class RAFTTrainer(SFTTrainer):
             eval_dataset = {name: normalize_dataset(ds, name) for name, ds in eval_dataset.items()}
         elif eval_dataset is not None:
             eval_dataset = normalize_dataset(eval_dataset, "eval")
-        self.raft_callback = RAFTCallback(
-            EMALossBalancer(args.ema_beta, args.ema_eps, args.loss_balancing, args.fixed_lambda)
-        )
-        callbacks = [*(callbacks or []), self.raft_callback]
-        super().__init__(model, args, data_collator, train_dataset, eval_dataset, callbacks=callbacks, **kwargs)
+        balancer = EMALossBalancer(args.ema_beta, args.ema_eps, args.loss_balancing, args.fixed_lambda)
+        self.raft_callback = RAFTCallback(balancer)
+        super().__init__(model, args, data_collator, train_dataset, eval_dataset, processing_class,
+                         callbacks=[*(callbacks or []), self.raft_callback], **kwargs)  # fmt: skip
         if data_collator is None and args.use_distillation:
             self.data_collator = RAFTDataCollator(self._tokenizer.pad_token_id, args.pad_to_multiple_of)
         self.teacher = self._resolve_teacher(teacher_model) if args.use_distillation else None
         self.generation_config = self._rollout_generation_config()
         self._num_rollouts_in_window: int | None = None
-        self._step_totals = torch.zeros(2, dtype=torch.float64)  # Σ SFT, Σ KL contributions of this optimizer step
+        # This optimizer step's Σ SFT and Σ KL contributions, finite micro-batches, all micro-batches
+        self._step_totals = torch.zeros(4, dtype=torch.float64)
         self._first_lambda: float | None = None
 
     @property
@@ -107,21 +122,27 @@ class RAFTTrainer(SFTTrainer):
         columns = dataset.column_names or list(next(iter(dataset)).keys())
         if getattr(args, "use_distillation", False) and args.answer_conditioning and "input_ids" not in columns:
             check_chat_template(self._tokenizer, dataset)
+            is_map_style = isinstance(dataset, Dataset)  # `IterableDataset.map` takes no `desc`
             budget = args.max_teacher_prompt_length or args.max_length
             dataset = dataset.map(
-                lambda ex: dict(zip(("teacher_prompt_ids", "reference_truncated"), tokenize_teacher_prompt(
-                    self._tokenizer, ex["prompt"], ex["reference"], template=args.teacher_template, max_length=budget
-                ))),
-                desc=f"Tokenizing teacher prompts of the {dataset_name} dataset",
-            )  # fmt: skip
-            truncated = sum(dataset["reference_truncated"]) if hasattr(dataset, "__len__") else 0
-            if truncated:
-                warnings.warn(
-                    f"{truncated} references in the {dataset_name} dataset were cut to fit the teacher prompt budget "
-                    f"of {budget} tokens (questions are never cut). Raise `max_teacher_prompt_length` to keep them.",
-                    stacklevel=2,
+                add_teacher_prompt_ids,
+                fn_kwargs={"tokenizer": self._tokenizer, "template": args.teacher_template, "max_length": budget},
+                **({"desc": f"Tokenizing teacher prompts of the {dataset_name} dataset"} if is_map_style else {}),
+            )
+            if is_map_style and (cut := sum(dataset["reference_truncated"])):
+                logger.warning(
+                    f"{cut} of {len(dataset)} references in the {dataset_name} dataset were cut to fit the teacher "
+                    f"prompt budget of {budget} tokens (questions are never cut); raise `max_teacher_prompt_length` "
+                    "to keep them whole."
                 )
-        return super()._prepare_dataset(dataset, processing_class, args, packing, formatting_func, dataset_name)
+        rows_before = len(dataset) if isinstance(dataset, Dataset) else None
+        dataset = super()._prepare_dataset(dataset, processing_class, args, packing, formatting_func, dataset_name)
+        if rows_before is not None and (dropped := rows_before - len(dataset)):
+            logger.warning(
+                f"{dropped} of {rows_before} rows of the {dataset_name} dataset were dropped: their prompt alone fills "
+                f"`max_length` ({args.max_length}), leaving no answer token to train on. Raise `max_length` to keep them."
+            )
+        return dataset
 
     def _set_signature_columns_if_needed(self):
         super()._set_signature_columns_if_needed()
@@ -129,7 +150,10 @@ class RAFTTrainer(SFTTrainer):
             self._signature_columns = [*self._signature_columns, "teacher_prompt_ids"]
 
     def get_batch_samples(self, epoch_iterator, num_batches, device):
+        """Also count the rollouts of the accumulation window (all ranks), which normalise L_KL."""
         batch_samples, num_items_in_batch = super().get_batch_samples(epoch_iterator, num_batches, device)
+        if not self.args.use_distillation:
+            return batch_samples, num_items_in_batch
         count = torch.tensor(
             sum(len(b["input_ids"]) for b in batch_samples) * self.args.num_generations, device=device
         )
@@ -153,12 +177,27 @@ class RAFTTrainer(SFTTrainer):
         sft_loss = nll_sum / torch.as_tensor(num_tokens, device=nll_sum.device).clamp(min=1)
         kl_loss = kl_per_sequence.sum() / num_sequences
         lam = self._lambda_for_step(nll_sum, kl_per_sequence, inputs["labels"])
-        self._step_totals += torch.stack([sft_loss.detach(), kl_loss.detach()]).double().cpu()
         self._record_micro_batch(nll_sum, kl_per_sequence, inputs["labels"], rollouts, teacher, lam)
+        losses = torch.stack([sft_loss.detach(), kl_loss.detach()])
+        finite = bool(torch.isfinite(losses).all())
+        self._step_totals += torch.tensor(
+            [*(losses.tolist() if finite else (0.0, 0.0)), finite, 1.0], dtype=torch.float64
+        )
+        if not finite:
+            return self._skip_non_finite(model, losses)
         loss = sft_loss + lam * kl_loss
         if self.args.average_tokens_across_devices and num_items_in_batch is not None:
             loss = loss * self.accelerator.num_processes  # DDP averages gradients; counts cover all ranks
         return loss
+
+    def _skip_non_finite(self, model, losses: torch.Tensor) -> torch.Tensor:
+        """A micro-batch with a NaN/inf loss gives every trainable parameter a zero gradient (the weights stay finite
+        and DDP still reduces every gradient); it is counted and kept out of the EMAs."""
+        sft, kl = losses.tolist()
+        logger.warning(f"Step {self.state.global_step}: non-finite RAFT loss (SFT {sft}, KL {kl}); this micro-batch "
+                       "is skipped (zero gradient) and kept out of λ's EMAs.", main_process_only=False)  # fmt: skip
+        self._metrics["train"]["raft/skipped_batches"].append(1.0)
+        return sum(p.sum() * 0.0 for p in model.parameters() if p.requires_grad)
 
     def _sample_rollouts(self, model, prompt_ids, prompt_mask) -> Rollouts:
         """z ~ p_θ(·|x) from the current student, with dropout off and ZeRO-3 weights gathered."""
@@ -181,11 +220,10 @@ class RAFTTrainer(SFTTrainer):
 
     def _teacher_topk(self, model, raft_inputs, rollouts: Rollouts) -> TeacherTopK:
         """The teacher's top-K over each completion position, seeing the reference (or only the prompt)."""
-        key = "teacher_prompt" if self.args.answer_conditioning else "prompt_input"
-        prompt_ids = raft_inputs[f"{key}_ids"]
-        prompt_mask = raft_inputs[
-            "teacher_prompt_attention_mask" if self.args.answer_conditioning else "prompt_attention_mask"
-        ]
+        if self.args.answer_conditioning:
+            prompt_ids, prompt_mask = raft_inputs["teacher_prompt_ids"], raft_inputs["teacher_prompt_attention_mask"]
+        else:  # plain on-policy distillation: the teacher sees what the student sees
+            prompt_ids, prompt_mask = raft_inputs["prompt_input_ids"], raft_inputs["prompt_attention_mask"]
         input_ids, attention_mask, position_ids = append_completions(prompt_ids, prompt_mask, rollouts)
         num_rows, length = rollouts.completion_ids.shape
 
@@ -248,16 +286,18 @@ class RAFTTrainer(SFTTrainer):
         return loss
 
     def _update_balancer(self) -> None:
-        """Average this step's losses over ranks and update the EMAs once (the same values on every rank)."""
-        counts_are_global = self.args.average_tokens_across_devices and self.args.world_size > 1
-        totals = self.accelerator.reduce(
-            self._step_totals.to(self.accelerator.device), "sum" if counts_are_global else "mean"
-        )
+        """Average this step's losses over ranks and update the EMAs once (the same values on every rank).
+
+        Skipped (non-finite) micro-batches are left out and the rest rescaled to the whole window; a step with no
+        finite micro-batch leaves the EMAs untouched.
+        """
+        totals = self.accelerator.reduce(self._step_totals.to(self.accelerator.device), "sum").tolist()
         self._step_totals.zero_()
-        sft, kl = totals.tolist()
-        if not self.balancer.update(sft, kl):
-            warnings.warn(f"Non-finite RAFT losses (SFT {sft}, KL {kl}) at step {self.state.global_step}; the EMA "
-                          "update was skipped so λ stays finite.", stacklevel=2)  # fmt: skip
+        sft, kl, finite, total = totals
+        if not (self.args.average_tokens_across_devices and self.args.world_size > 1):
+            sft, kl = sft / self.accelerator.num_processes, kl / self.accelerator.num_processes  # per-rank means
+        if finite > 0:
+            self.balancer.update(sft * total / finite, kl * total / finite)
         self._first_lambda = None
         ema_sft, ema_kl = self.balancer.bias_corrected
         self._metrics["train"]["raft/ema_sft"].append(ema_sft)

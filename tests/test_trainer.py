@@ -227,3 +227,47 @@ def test_answer_conditioning_switch_changes_what_the_teacher_sees(tmp_path, plai
     assert "teacher_prompt_ids" not in batch  # the teacher then scores the student's own prompt
     off.train()
     assert all(math.isfinite(x) for x in losses(off))
+
+
+def test_positional_arguments_and_sft_config_work_as_in_sft_trainer(tmp_path, plain_dataset):
+    tokenizer = build_tokenizer()
+    sft_args = SFTConfig(output_dir=str(tmp_path / "out"), **COMMON, max_steps=1, per_device_train_batch_size=4)
+    trainer = RAFTTrainer(build_model(tokenizer), sft_args, None, plain_dataset, None, tokenizer,
+                          teacher_model=build_model(tokenizer))  # fmt: skip
+    assert isinstance(trainer.args, RAFTConfig) and trainer.args.distillation_topk == 512
+    assert trainer.args.per_device_train_batch_size == 4 and trainer.args.learning_rate == 1e-3
+    trainer.train()
+    assert "raft/lambda" in trainer.state.log_history[0]
+
+
+def test_rows_dropped_for_length_and_cut_references_are_reported(tmp_path, plain_dataset, caplog):
+    long_row = {"prompt": " ".join(["What is two plus two ?"] * 20), "completion": " four ."}
+    dataset = plain_dataset.add_item({**long_row})
+    with caplog.at_level("WARNING"):
+        trainer = make_trainer(tmp_path, dataset, max_steps=1, per_device_train_batch_size=4, max_length=40)
+    assert len(trainer.train_dataset) == len(plain_dataset)
+    assert "1 of 9 rows of the train dataset were dropped" in caplog.text
+    assert "references in the train dataset were cut" in caplog.text
+
+
+def test_non_finite_loss_skips_the_micro_batch_and_keeps_weights_and_lambda_finite(
+    tmp_path, plain_dataset, monkeypatch, caplog
+):
+    monkeypatch.setattr(RAFTTrainer, "_sample_rollouts", fixed_rollouts())
+    original, calls = RAFTTrainer._teacher_topk, []
+
+    def nan_on_second_call(self, *args):
+        top = original(self, *args)
+        calls.append(1)
+        if len(calls) == 2:
+            top.logprobs = torch.full_like(top.logprobs, float("nan"))
+        return top
+
+    monkeypatch.setattr(RAFTTrainer, "_teacher_topk", nan_on_second_call)
+    trainer = make_trainer(tmp_path, plain_dataset, max_steps=3, per_device_train_batch_size=4)
+    with caplog.at_level("WARNING"):
+        trainer.train()
+    assert "Step 1: non-finite RAFT loss" in caplog.text
+    assert all(torch.isfinite(p).all() for p in trainer.model.parameters())
+    assert trainer.balancer.step == 2 and math.isfinite(trainer.balancer.lam)  # the skipped step left no trace
+    assert sum(log.get("raft/skipped_batches", 0) for log in trainer.state.log_history) == 1
