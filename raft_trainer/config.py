@@ -67,12 +67,15 @@ class RAFTConfig(SFTConfig):
     top_p (`float`, *optional*, defaults to `1.0`):
         Nucleus sampling of the rollouts.
     top_k (`int`, *optional*, defaults to `0`):
-        Top-k sampling of the rollouts; `0` disables it.
+        Top-k sampling of the rollouts; `0` disables it. The rollouts use only `temperature`, `top_p` and `top_k`
+        (`repetition_penalty` is pinned to 1); other settings of the model's `generation_config` still apply.
     num_generations (`int`, *optional*, defaults to `1`):
         Rollouts per prompt.
     ds3_gather_for_generation (`bool`, *optional*, defaults to `True`):
         Gather ZeRO-3 weights for generation (faster; set `False` when the model does not fit on one device).
     """
+
+    _VALID_DICT_FIELDS = SFTConfig._VALID_DICT_FIELDS + ["teacher_model_init_kwargs"]
 
     use_distillation: bool = field(default=True, metadata={"help": "Add the distillation term (False = SFT)."})
     answer_conditioning: bool = field(default=True, metadata={"help": "Teacher sees the reference answer."})

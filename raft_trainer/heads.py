@@ -2,7 +2,7 @@
 
 `model(..., raft_head=fn)` runs the backbone and returns `fn(hidden_states, lm_head)`, without building the full
 logits. Going through the model's forward keeps DDP's and DeepSpeed's hooks armed, so the wrapped model (engine, DDP,
-PEFT) can be called as usual.
+PEFT) can be called as usual; `fn` projects through the `lm_head` module in chunks, so ZeRO-3 gathers its weight.
 """
 
 from __future__ import annotations
@@ -11,19 +11,15 @@ import functools
 import types
 from collections.abc import Callable
 
-from trl.trainer.utils import maybe_gather_lm_head_ctx
-
 from .losses import LMHead
 
 
 def lm_head_of(model) -> LMHead:
     """The model's output projection with the scale and soft-cap its config declares."""
     config = model.config.get_text_config()
-    head = model.get_output_embeddings()
     scale = getattr(config, "logit_scale", None)
     return LMHead(
-        weight=head.weight,
-        bias=getattr(head, "bias", None),
+        project=model.get_output_embeddings(),
         logit_scale=1.0 if scale is None else float(scale),
         softcap=getattr(config, "final_logit_softcapping", None),
     )
@@ -41,9 +37,7 @@ def add_raft_head(model) -> None:
             return original_forward(*args, **kwargs)
         kwargs["use_cache"] = False
         hidden = self.base_model(*args, **kwargs).last_hidden_state
-        head = lm_head_of(self)
-        with maybe_gather_lm_head_ctx(head.weight, head.bias):
-            return raft_head(hidden, head)
+        return raft_head(hidden, lm_head_of(self))
 
     model.forward = types.MethodType(forward, model)
     model._raft_head_added = True

@@ -6,6 +6,7 @@ than `chunk_size` rows at a time.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import torch
@@ -15,23 +16,23 @@ from torch.utils.checkpoint import checkpoint
 
 @dataclass
 class LMHead:
-    """The output projection `logits = softcap(scale · (h Wᵀ + b))` of a causal LM, as plain tensors.
+    """The output projection `logits = softcap(scale · project(h))` of a causal LM.
 
     Args:
-        weight (`torch.Tensor`): `(V, H)` output embedding.
-        bias (`torch.Tensor`, *optional*): `(V,)` bias.
+        project (`Callable`): `(N, H) -> (N, V)`, usually the model's `lm_head` module. Calling the module (rather
+            than reading its weight) lets DeepSpeed ZeRO-3 gather the weight in forward and backward, and keeps a
+            wrapped head (PEFT) in the computation.
         logit_scale (`float`, defaults to `1.0`): multiplier applied to the logits (e.g. Cohere, Granite).
         softcap (`float`, *optional*): final logit soft-capping `c · tanh(z / c)` (e.g. Gemma 2).
     """
 
-    weight: torch.Tensor
-    bias: torch.Tensor | None = None
+    project: Callable[[torch.Tensor], torch.Tensor]
     logit_scale: float = 1.0
     softcap: float | None = None
 
     def raw(self, hidden: torch.Tensor) -> torch.Tensor:
-        """`h Wᵀ + b` in float32: `(N, H) -> (N, V)`."""
-        return F.linear(hidden, self.weight, self.bias).float()
+        """The projection in float32: `(N, H) -> (N, V)`."""
+        return self.project(hidden).float()
 
     def finish(self, logits: torch.Tensor) -> torch.Tensor:
         """Element-wise scale and soft-cap, so they can be applied after a gather."""
@@ -125,9 +126,8 @@ def topk_forward_kl(
     return temperature**2 * (token_kl * mask).sum(-1) / mask.sum(-1).clamp(min=1)
 
 
-def _nll_sum(hidden: torch.Tensor, labels: torch.Tensor, weight, bias, logit_scale, softcap) -> torch.Tensor:
-    logits = LMHead(weight, bias, logit_scale, softcap)(hidden)
-    return F.cross_entropy(logits, labels, ignore_index=-100, reduction="sum")
+def _nll_sum(hidden: torch.Tensor, labels: torch.Tensor, head: LMHead) -> torch.Tensor:
+    return F.cross_entropy(head(hidden), labels, ignore_index=-100, reduction="sum")
 
 
 def token_nll_sum(hidden: torch.Tensor, labels: torch.Tensor, head: LMHead, *, chunk_size: int = 256) -> torch.Tensor:
@@ -139,7 +139,5 @@ def token_nll_sum(hidden: torch.Tensor, labels: torch.Tensor, head: LMHead, *, c
     hidden, labels = hidden[keep], labels[keep]
     total = hidden.new_zeros((), dtype=torch.float32) + 0.0 * hidden.sum()  # connected zero for empty batches
     for rows, row_labels in zip(hidden.split(chunk_size), labels.split(chunk_size)):
-        total = total + checkpoint(
-            _nll_sum, rows, row_labels, head.weight, head.bias, head.logit_scale, head.softcap, use_reentrant=False
-        )
+        total = total + checkpoint(_nll_sum, rows, row_labels, head, use_reentrant=False)
     return total

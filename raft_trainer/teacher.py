@@ -42,5 +42,10 @@ def run_teacher(model, teacher: PreTrainedModel | None, head_fn, **inputs):
     """Forward the teacher with `raft_head=head_fn`: `teacher`, or `model` with its adapter disabled when `None`."""
     if teacher is not None:
         return teacher(**inputs, raft_head=head_fn)
-    with use_adapter(model, None):
-        return model(**inputs, raft_head=head_fn)
+    was_training = model.training
+    model.eval()  # no dropout in the teacher pass
+    try:
+        with use_adapter(model, None):
+            return model(**inputs, raft_head=head_fn)
+    finally:
+        model.train(was_training)

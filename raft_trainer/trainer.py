@@ -11,6 +11,7 @@ One training micro-batch, in order:
 from __future__ import annotations
 
 import dataclasses
+import math
 import time
 
 import torch
@@ -114,7 +115,7 @@ class RAFTTrainer(SFTTrainer):
         self.eos_token_ids = list(dict.fromkeys([self._tokenizer.eos_token_id, *eos]))
         return GenerationConfig(
             max_new_tokens=self.args.max_completion_length, do_sample=True, temperature=self.args.temperature,
-            top_p=self.args.top_p, top_k=self.args.top_k or None, num_return_sequences=self.args.num_generations,
+            top_p=self.args.top_p, top_k=self.args.top_k, repetition_penalty=1.0, num_return_sequences=self.args.num_generations,
             eos_token_id=self.eos_token_ids, pad_token_id=self._tokenizer.pad_token_id, use_cache=True,
         )  # fmt: skip
 
@@ -172,17 +173,24 @@ class RAFTTrainer(SFTTrainer):
         rollouts = self._sample_rollouts(model, raft_inputs["prompt_input_ids"], raft_inputs["prompt_attention_mask"])
         teacher = self._teacher_topk(model, raft_inputs, rollouts)
         nll_sum, kl_per_sequence = self._student_losses(model, inputs, raft_inputs, rollouts, teacher)
-        num_tokens = inputs["labels"][:, 1:].ne(-100).sum() if num_items_in_batch is None else num_items_in_batch
-        num_sequences = self._num_rollouts_in_window or kl_per_sequence.numel()
-        sft_loss = nll_sum / torch.as_tensor(num_tokens, device=nll_sum.device).clamp(min=1)
-        kl_loss = kl_per_sequence.sum() / num_sequences
-        lam = self._lambda_for_step(nll_sum, kl_per_sequence, inputs["labels"])
-        self._record_micro_batch(nll_sum, kl_per_sequence, inputs["labels"], rollouts, teacher, lam)
+        labels = inputs["labels"]
+        metrics = self._micro_batch_metrics(nll_sum, kl_per_sequence, labels, rollouts, teacher)
+        lam = self._lambda_for_step(metrics["raft/sft_loss"], metrics["raft/kl_loss"])
+        if num_items_in_batch is None:  # Trainer then averages micro-batch losses itself: use micro-batch means
+            sft_loss = nll_sum / labels[:, 1:].ne(-100).sum().clamp(min=1)
+            kl_loss = kl_per_sequence.mean()
+            window_share = 1.0 / self.current_gradient_accumulation_steps
+        else:  # normalised by the whole accumulation window (all ranks), as SFTTrainer does
+            sft_loss = nll_sum / torch.as_tensor(num_items_in_batch, device=nll_sum.device).clamp(min=1)
+            kl_loss = kl_per_sequence.sum() / self._num_rollouts_in_window
+            window_share = 1.0
         losses = torch.stack([sft_loss.detach(), kl_loss.detach()])
         finite = bool(torch.isfinite(losses).all())
-        self._step_totals += torch.tensor(
-            [*(losses.tolist() if finite else (0.0, 0.0)), finite, 1.0], dtype=torch.float64
-        )
+        step_losses = (losses * window_share).tolist() if finite else [0.0, 0.0]
+        self._step_totals += torch.tensor([*step_losses, finite, 1.0], dtype=torch.float64)
+        self._track_tokens(inputs["attention_mask"])
+        for name, value in {**metrics, "raft/lambda": lam}.items():
+            self._metrics["train"][name].append(value)
         if not finite:
             return self._skip_non_finite(model, losses)
         loss = sft_loss + lam * kl_loss
@@ -265,18 +273,18 @@ class RAFTTrainer(SFTTrainer):
                      position_ids=positions_from_mask(attention_mask), raft_head=head)  # fmt: skip
 
     # --------------------------------------------------------------------------------------- balancing
-    def _lambda_for_step(self, nll_sum, kl_per_sequence, labels) -> float:
+    def _lambda_for_step(self, sft_mean: float, kl_mean: float) -> float:
         """λ for this optimizer step: from the EMAs of the previous steps (so every micro-batch of a step, and every
-        rank, uses the same λ), or on the first step the rank-averaged loss ratio of its first micro-batch."""
+        rank, uses the same λ), or on the first step the ratio of its first finite micro-batch's rank-averaged losses.
+        """
         lam = self.balancer.lam
         if lam is not None:
             return lam
         if self._first_lambda is None:
-            means = torch.stack(
-                [nll_sum.detach() / labels[:, 1:].ne(-100).sum().clamp(min=1), kl_per_sequence.detach().mean()]
-            )
-            sft_mean, kl_mean = self.accelerator.reduce(means, reduction="mean").tolist()
-            self._first_lambda = self.balancer.lam_or_ratio(sft_mean, kl_mean)
+            ratio = self.balancer.lam_or_ratio(sft_mean, kl_mean)
+            if not math.isfinite(ratio):
+                return 0.0  # this micro-batch is skipped as non-finite; the next finite one sets λ
+            self._first_lambda = ratio
         return self._first_lambda
 
     def training_step(self, model, inputs, num_items_in_batch=None):
@@ -303,18 +311,24 @@ class RAFTTrainer(SFTTrainer):
         self._metrics["train"]["raft/ema_sft"].append(ema_sft)
         self._metrics["train"]["raft/ema_kl"].append(ema_kl)
 
-    def _record_micro_batch(self, nll_sum, kl_per_sequence, labels, rollouts, teacher, lam) -> None:
-        """Rank-averaged metrics of this micro-batch, through SFTTrainer's `_metrics` (averaged at each log)."""
+    def _micro_batch_metrics(self, nll_sum, kl_per_sequence, labels, rollouts, teacher) -> dict[str, float]:
+        """This micro-batch's losses and rollout statistics over all ranks (one gather), for logging and λ."""
         mask = rollouts.completion_mask.float()
         lengths = mask.sum(-1)
         clipped = ~torch.isin(rollouts.completion_ids, torch.tensor(self.eos_token_ids, device=mask.device)).any(-1)
         local = torch.stack([
             nll_sum.detach() / labels[:, 1:].ne(-100).sum().clamp(min=1), kl_per_sequence.detach().mean(),
-            (teacher.mass * mask).sum() / mask.sum(), lengths.mean(), lengths.min(), lengths.max(), clipped.float().mean(),
-        ])  # fmt: skip
-        values = self.accelerator.reduce(local, reduction="mean").tolist()
+            (teacher.mass * mask).sum() / mask.sum(), lengths.mean(), clipped.float().mean(), lengths.min(),
+            lengths.max(),
+        ]).float()  # fmt: skip
+        ranks = self.accelerator.gather(local[None])  # (P, 7)
+        means = ranks[:, :5].mean(0).tolist()
         names = ("raft/sft_loss", "raft/kl_loss", "raft/teacher_topk_mass", "completions/mean_length",
-                 "completions/min_length", "completions/max_length", "completions/clipped_ratio")  # fmt: skip
-        for name, value in zip(names, values):
-            self._metrics["train"][name].append(value)
-        self._metrics["train"]["raft/lambda"].append(lam)
+                 "completions/clipped_ratio")  # fmt: skip
+        return {**dict(zip(names, means)), "completions/min_length": ranks[:, 5].min().item(),
+                "completions/max_length": ranks[:, 6].max().item()}  # fmt: skip
+
+    def _track_tokens(self, attention_mask) -> None:
+        """SFTTrainer's `num_tokens` metric (tokens of the SFT batches seen so far, all ranks)."""
+        self._total_train_tokens += self.accelerator.gather(attention_mask.sum()).sum().item() // self._tp_size
+        self._metrics["train"]["num_tokens"] = [self._total_train_tokens]

@@ -19,7 +19,7 @@ def dense_forward_kl(student_logits, teacher_logits, mask, temperature):
 
 def topk_kl_from_logits(student_logits, teacher_logits, mask, k, temperature, chunk_size=3):
     b, c, h = student_logits.shape[0], student_logits.shape[1], student_logits.shape[2]
-    head = LMHead(torch.eye(h))  # identity head: hidden states are the logits
+    head = LMHead(torch.nn.Identity())  # hidden states are the logits
     top = teacher_topk(teacher_logits.reshape(-1, h), head, k=k, temperature=temperature, chunk_size=chunk_size)
     gathered = gather_logits(student_logits.reshape(-1, h), head, top.indices, chunk_size=chunk_size)
     return topk_forward_kl(gathered.view(b, c, -1), top.logprobs.view(b, c, -1), mask, temperature=temperature)
@@ -73,7 +73,7 @@ def test_topk_kl_differs_from_dense_when_k_is_small_and_ignores_tokens_outside_s
 
 def test_teacher_topk_mass_and_renormalisation():
     logits = torch.log(torch.tensor([[0.5, 0.3, 0.15, 0.05]]))
-    top = teacher_topk(logits, LMHead(torch.eye(4)), k=2, temperature=1.0)
+    top = teacher_topk(logits, LMHead(torch.nn.Identity()), k=2, temperature=1.0)
     assert top.indices.tolist() == [[0, 1]]
     assert top.mass.item() == pytest.approx(0.8, rel=1e-6)
     torch.testing.assert_close(top.logprobs.exp(), torch.tensor([[0.625, 0.375]]))
@@ -89,8 +89,8 @@ def test_kl_of_sequence_without_tokens_is_zero_and_connected():
 
 def test_chunking_does_not_change_results():
     torch.manual_seed(3)
-    hidden, weight = torch.randn(10, 6), torch.randn(50, 6)
-    head = LMHead(weight, softcap=5.0, logit_scale=0.5)
+    hidden, linear = torch.randn(10, 6), torch.nn.Linear(6, 50)
+    head = LMHead(linear, softcap=5.0, logit_scale=0.5)
     a = teacher_topk(hidden, head, k=7, temperature=1.5, chunk_size=3)
     b = teacher_topk(hidden, head, k=7, temperature=1.5, chunk_size=100)
     torch.testing.assert_close(a.logprobs, b.logprobs)
@@ -101,17 +101,18 @@ def test_chunking_does_not_change_results():
 
 def test_token_nll_sum_matches_cross_entropy_with_gradients():
     torch.manual_seed(4)
-    weight = torch.randn(20, 8, requires_grad=True)
+    linear = torch.nn.Linear(8, 20, bias=False)
     hidden = torch.randn(12, 8, requires_grad=True)
     labels = torch.randint(0, 20, (12,))
     labels[[0, 5]] = -100
-    ours = token_nll_sum(hidden, labels, LMHead(weight), chunk_size=5)
+    ours = token_nll_sum(hidden, labels, LMHead(linear), chunk_size=5)
     ours.backward()
-    grads = hidden.grad.clone(), weight.grad.clone()
-    hidden.grad = weight.grad = None
-    F.cross_entropy(hidden @ weight.T, labels, ignore_index=-100, reduction="sum").backward()
+    grads = hidden.grad.clone(), linear.weight.grad.clone()
+    hidden.grad = linear.weight.grad = None
+    F.cross_entropy(linear(hidden), labels, ignore_index=-100, reduction="sum").backward()
+    torch.testing.assert_close(ours, F.cross_entropy(linear(hidden), labels, ignore_index=-100, reduction="sum"))
     torch.testing.assert_close(grads[0], hidden.grad)
-    torch.testing.assert_close(grads[1], weight.grad)
+    torch.testing.assert_close(grads[1], linear.weight.grad)
 
 
 def test_loss_module_imports_no_transformers():

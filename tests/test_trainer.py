@@ -271,3 +271,14 @@ def test_non_finite_loss_skips_the_micro_batch_and_keeps_weights_and_lambda_fini
     assert all(torch.isfinite(p).all() for p in trainer.model.parameters())
     assert trainer.balancer.step == 2 and math.isfinite(trainer.balancer.lam)  # the skipped step left no trace
     assert sum(log.get("raft/skipped_batches", 0) for log in trainer.state.log_history) == 1
+
+
+def test_rollout_sampling_uses_only_the_configured_settings(tmp_path, plain_dataset):
+    trainer = make_trainer(tmp_path, plain_dataset, max_steps=1, per_device_train_batch_size=4, top_k=0, top_p=0.9)
+    config = trainer.generation_config
+    assert (config.top_k, config.top_p, config.temperature, config.repetition_penalty) == (0, 0.9, 1.0, 1.0)
+    assert (
+        config.do_sample and config.max_new_tokens == 6 and trainer.eos_token_ids == [trainer._tokenizer.eos_token_id]
+    )
+    trainer.train()
+    assert trainer.state.log_history[0]["num_tokens"] > 0  # SFTTrainer's token count is still logged
