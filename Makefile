@@ -16,4 +16,4 @@ quality:
 	ruff check raft_trainer tests examples && ruff format --check raft_trainer tests examples
 
 quickstart:
-	raft train --max_steps 5 --output_dir runs/quickstart
+	raft train --max_steps 5 --per_device_train_batch_size 2 --max_completion_length 32 --output_dir runs/quickstart

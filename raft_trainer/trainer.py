@@ -33,6 +33,8 @@ from .losses import TeacherTopK, gather_logits, teacher_topk, token_nll_sum, top
 from .rollouts import Rollouts, append_completions, positions_from_mask, sample_rollouts
 from .teacher import load_teacher, reload_original, run_teacher
 
+logger = get_logger(__name__)
+
 
 def as_raft_config(args, model) -> RAFTConfig:
     """`args` as a RAFTConfig: a default one when `None`, converted (RAFT fields at their defaults) from an
@@ -47,7 +49,6 @@ def as_raft_config(args, model) -> RAFTConfig:
     raise TypeError(f"`args` must be a RAFTConfig, SFTConfig or TrainingArguments, got {type(args).__name__}.")
 
 
-logger = get_logger(__name__)
 RAFT_BATCH_KEYS = ("prompt_input_ids", "prompt_attention_mask", "teacher_prompt_ids", "teacher_prompt_attention_mask")
 
 
@@ -81,7 +82,7 @@ class RAFTTrainer(SFTTrainer):
         if data_collator is None and args.use_distillation:
             self.data_collator = RAFTDataCollator(self._tokenizer.pad_token_id, args.pad_to_multiple_of)
         self.teacher = self._resolve_teacher(teacher_model) if args.use_distillation else None
-        self.generation_config = self._rollout_generation_config()
+        self.rollout_generation_config = self._rollout_generation_config()
         self._num_rollouts_in_window: int | None = None
         # This optimizer step's Σ SFT and Σ KL contributions, finite micro-batches, all micro-batches
         self._step_totals = torch.zeros(4, dtype=torch.float64)
@@ -114,14 +115,15 @@ class RAFTTrainer(SFTTrainer):
         eos = [] if eos is None else [eos] if isinstance(eos, int) else list(eos)
         self.eos_token_ids = list(dict.fromkeys([self._tokenizer.eos_token_id, *eos]))
         return GenerationConfig(
-            max_new_tokens=self.args.max_completion_length, do_sample=True, temperature=self.args.temperature,
-            top_p=self.args.top_p, top_k=self.args.top_k, repetition_penalty=1.0, num_return_sequences=self.args.num_generations,
-            eos_token_id=self.eos_token_ids, pad_token_id=self._tokenizer.pad_token_id, use_cache=True,
+            max_new_tokens=self.args.max_completion_length, num_return_sequences=self.args.num_generations,
+            do_sample=True, temperature=self.args.temperature, top_p=self.args.top_p, top_k=self.args.top_k,
+            repetition_penalty=1.0, eos_token_id=self.eos_token_ids, pad_token_id=self._tokenizer.pad_token_id,
+            use_cache=True,
         )  # fmt: skip
 
     def _prepare_dataset(self, dataset, processing_class, args, packing, formatting_func, dataset_name):
         columns = dataset.column_names or list(next(iter(dataset)).keys())
-        if getattr(args, "use_distillation", False) and args.answer_conditioning and "input_ids" not in columns:
+        if args.use_distillation and args.answer_conditioning and "input_ids" not in columns:
             check_chat_template(self._tokenizer, dataset)
             is_map_style = isinstance(dataset, Dataset)  # `IterableDataset.map` takes no `desc`
             budget = args.max_teacher_prompt_length or args.max_length
@@ -182,7 +184,7 @@ class RAFTTrainer(SFTTrainer):
             window_share = 1.0 / self.current_gradient_accumulation_steps
         else:  # normalised by the whole accumulation window (all ranks), as SFTTrainer does
             sft_loss = nll_sum / torch.as_tensor(num_items_in_batch, device=nll_sum.device).clamp(min=1)
-            kl_loss = kl_per_sequence.sum() / self._num_rollouts_in_window
+            kl_loss = kl_per_sequence.sum() / (self._num_rollouts_in_window or kl_per_sequence.numel())
             window_share = 1.0
         losses = torch.stack([sft_loss.detach(), kl_loss.detach()])
         finite = bool(torch.isfinite(losses).all())
@@ -219,7 +221,7 @@ class RAFTTrainer(SFTTrainer):
             try:
                 rollouts = sample_rollouts(
                     unwrapped, prompt_ids, prompt_mask,
-                    generation_config=self.generation_config, eos_token_ids=self.eos_token_ids,
+                    generation_config=self.rollout_generation_config, eos_token_ids=self.eos_token_ids,
                 )  # fmt: skip
             finally:
                 unwrapped.train(was_training)
