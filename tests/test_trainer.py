@@ -8,6 +8,7 @@ from transformers import TrainerCallback
 from trl import SFTConfig, SFTTrainer
 
 from raft_trainer import RAFTConfig, RAFTTrainer
+from raft_trainer.data import normalize_dataset
 from raft_trainer.rollouts import Rollouts, mask_after_first_eos
 
 from conftest import build_model, build_tokenizer
@@ -272,3 +273,39 @@ def test_rollout_sampling_uses_only_the_configured_settings(tmp_path, plain_data
     )
     trainer.train()
     assert trainer.state.log_history[0]["num_tokens"] > 0  # SFTTrainer's token count is still logged
+
+
+def test_conversational_messages_train_and_evaluate(tmp_path):
+    from datasets import Dataset
+
+    rows = [
+        [{"role": "system", "content": "The court ."}, {"role": "user", "content": "What is two plus two ?"},
+         {"role": "assistant", "content": "Two plus two is four ."}],
+        [{"role": "user", "content": "What is the capital of France ?"},
+         {"role": "assistant", "content": "The capital of France is Paris ."}],
+    ] * 4  # fmt: skip
+    dataset = Dataset.from_dict({"messages": rows})
+    trainer = make_trainer(tmp_path, dataset, max_steps=2, per_device_train_batch_size=4)
+    trainer.eval_dataset = trainer._prepare_dataset(
+        normalize_dataset(dataset, "eval"), trainer.processing_class, trainer.args, False, None, "eval"
+    )
+    sample = trainer.train_dataset[0]
+    prompt_len = next(i for i, label in enumerate(sample["labels"]) if label != -100)
+    assert trainer._tokenizer.decode(sample["input_ids"][:prompt_len]).endswith("<|assistant|>")
+    trainer.train()
+    assert all(math.isfinite(x) for x in losses(trainer))
+    metrics = trainer.evaluate()
+    assert math.isfinite(metrics["eval_loss"]) and "eval_mean_token_accuracy" in metrics  # SFT loss, no rollouts
+
+
+def test_metrics_reach_tensorboard(tmp_path, plain_dataset, monkeypatch):
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    monkeypatch.setenv("TENSORBOARD_LOGGING_DIR", str(tmp_path / "tb"))  # transformers 5 has no `logging_dir`
+    trainer = make_trainer(tmp_path, plain_dataset, max_steps=2, per_device_train_batch_size=4,
+                           report_to=["tensorboard"])  # fmt: skip
+    trainer.train()
+    events = EventAccumulator(str(tmp_path / "tb")).Reload()
+    tags = set(events.Tags()["scalars"])
+    assert {"train/raft/lambda", "train/raft/kl_loss", "train/raft/sft_loss", "train/raft/ema_kl"} <= tags
+    assert len(events.Scalars("train/raft/lambda")) == 2
