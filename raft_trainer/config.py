@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass, field
 from typing import Any
 
 import torch
+from transformers import TrainingArguments
 from trl import SFTConfig
+from trl.trainer.utils import get_config_model_id
 
 from .data import DEFAULT_TEACHER_TEMPLATE, validate_teacher_template
 
@@ -127,3 +130,16 @@ class RAFTConfig(SFTConfig):
             )
         if self.use_distillation and self.completion_only_loss is False:
             raise ValueError("RAFT's SFT term masks the prompt; `completion_only_loss=False` is not supported.")
+
+
+def as_raft_config(args, model) -> RAFTConfig:
+    """`args` as a RAFTConfig: a default one when `None`, converted (RAFT fields at their defaults) from an
+    `SFTConfig` or `TrainingArguments`, as `SFTTrainer` converts `TrainingArguments`."""
+    if isinstance(args, RAFTConfig):
+        return args
+    if args is None:
+        name = model if isinstance(model, str) else get_config_model_id(model.config)
+        return RAFTConfig(f"{name.rstrip('/').split('/')[-1]}-RAFT")
+    if isinstance(args, TrainingArguments):  # read the fields directly: `to_dict` masks every `*_token` value
+        return RAFTConfig(**{f.name: getattr(args, f.name) for f in dataclasses.fields(args) if f.init})
+    raise TypeError(f"`args` must be a RAFTConfig, SFTConfig or TrainingArguments, got {type(args).__name__}.")

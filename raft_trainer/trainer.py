@@ -10,7 +10,6 @@ One training micro-batch, in order:
 
 from __future__ import annotations
 
-import dataclasses
 import math
 import time
 
@@ -21,12 +20,12 @@ from datasets import Dataset
 from transformers import GenerationConfig, TrainingArguments
 from trl import SFTTrainer
 from trl.models.utils import prepare_deepspeed, unwrap_model_for_generation
-from trl.trainer.utils import get_config_model_id, pad
+from trl.trainer.utils import pad
 
 from .balancing import EMALossBalancer
 from .callbacks import RAFTCallback
 from .collator import RAFTDataCollator
-from .config import RAFTConfig
+from .config import RAFTConfig, as_raft_config
 from .data import add_teacher_prompt_ids, check_chat_template, normalize_dataset
 from .heads import add_raft_head
 from .losses import TeacherTopK, gather_logits, teacher_topk, token_nll_sum, topk_forward_kl
@@ -34,19 +33,6 @@ from .rollouts import Rollouts, append_completions, positions_from_mask, sample_
 from .teacher import load_teacher, reload_original, run_teacher
 
 logger = get_logger(__name__)
-
-
-def as_raft_config(args, model) -> RAFTConfig:
-    """`args` as a RAFTConfig: a default one when `None`, converted (RAFT fields at their defaults) from an
-    `SFTConfig` or `TrainingArguments`, as `SFTTrainer` converts `TrainingArguments`."""
-    if isinstance(args, RAFTConfig):
-        return args
-    if args is None:
-        name = model if isinstance(model, str) else get_config_model_id(model.config)
-        return RAFTConfig(f"{name.rstrip('/').split('/')[-1]}-RAFT")
-    if isinstance(args, TrainingArguments):  # read the fields directly: `to_dict` masks every `*_token` value
-        return RAFTConfig(**{f.name: getattr(args, f.name) for f in dataclasses.fields(args) if f.init})
-    raise TypeError(f"`args` must be a RAFTConfig, SFTConfig or TrainingArguments, got {type(args).__name__}.")
 
 
 RAFT_BATCH_KEYS = ("prompt_input_ids", "prompt_attention_mask", "teacher_prompt_ids", "teacher_prompt_attention_mask")
