@@ -92,6 +92,13 @@ class RAFTTrainer(SFTTrainer):
             return None  # the adapter-disabled base is the original model: no second copy of the weights
         else:
             teacher = reload_original(student, self.args.teacher_model_init_kwargs)
+        vocab = (student.config.get_text_config().vocab_size, teacher.config.get_text_config().vocab_size)
+        if vocab[0] != vocab[1]:
+            raise ValueError(
+                f"The teacher's vocabulary ({vocab[1]} tokens) differs from the student's ({vocab[0]}): the teacher "
+                "scores the student's token ids and its top-K ids index the student's LM head, so both must share "
+                "the tokenizer."
+            )
         if self.is_deepspeed_enabled:
             return prepare_deepspeed(teacher, self.accelerator)
         return teacher.to(self.accelerator.device)

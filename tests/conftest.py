@@ -48,8 +48,8 @@ def build_model(tokenizer, seed: int = 0, **overrides):
     from transformers import LlamaConfig, LlamaForCausalLM
 
     torch.manual_seed(seed)
+    overrides.setdefault("vocab_size", len(tokenizer))
     config = LlamaConfig(
-        vocab_size=len(tokenizer),
         hidden_size=32,
         intermediate_size=64,
         num_hidden_layers=2,

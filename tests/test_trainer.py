@@ -309,3 +309,11 @@ def test_metrics_reach_tensorboard(tmp_path, plain_dataset, monkeypatch):
     tags = set(events.Tags()["scalars"])
     assert {"train/raft/lambda", "train/raft/kl_loss", "train/raft/sft_loss", "train/raft/ema_kl"} <= tags
     assert len(events.Scalars("train/raft/lambda")) == 2
+
+
+def test_teacher_with_another_vocabulary_is_refused(tmp_path, plain_dataset):
+    tokenizer = build_tokenizer()
+    args = RAFTConfig(output_dir=str(tmp_path / "out"), **COMMON, max_steps=1)
+    with pytest.raises(ValueError, match=r"teacher's vocabulary \(100 tokens\) differs"):
+        RAFTTrainer(build_model(tokenizer), args=args, train_dataset=plain_dataset, processing_class=tokenizer,
+                    teacher_model=build_model(tokenizer, vocab_size=100))  # fmt: skip
