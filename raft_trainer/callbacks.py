@@ -37,7 +37,7 @@ class RAFTCallback(TrainerCallback, ExportableState):
         b = self.balancer
         return {
             "args": {"beta": b.beta, "eps": b.eps, "mode": b.mode, "fixed_lambda": b.fixed_lambda},
-            "attributes": {"balancer_state": b.state_dict()},
+            "attributes": {"balancer_state": self.balancer_state},
         }
 
     def on_train_begin(self, args, state, control, **kwargs):

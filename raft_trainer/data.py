@@ -8,6 +8,7 @@ import re
 from typing import Any
 
 from datasets import Dataset, IterableDataset
+from trl.data_utils import get_dataset_column_names
 
 REFERENCE_PLACEHOLDER = "{reference}"
 PROMPT_PLACEHOLDER = "{prompt}"
@@ -85,7 +86,7 @@ def normalize_dataset(dataset: Dataset | IterableDataset, name: str = "train") -
     optional `reference` column. Other columns are kept. A dataset that is already tokenised (`input_ids`) must also
     carry `teacher_prompt_ids`.
     """
-    columns = list(dataset.column_names or next(iter(dataset)).keys())
+    columns = get_dataset_column_names(dataset)
     if "input_ids" in columns:
         if "teacher_prompt_ids" not in columns:
             raise ValueError(

@@ -91,9 +91,3 @@ def append_completions(
 def positions_from_mask(attention_mask: torch.Tensor) -> torch.Tensor:
     """Position ids that skip padding: `cumsum(mask) − 1`, clamped at 0."""
     return (attention_mask.long().cumsum(-1) - 1).clamp(min=0)
-
-
-def completion_hidden(hidden: torch.Tensor, num_completion_tokens: int) -> torch.Tensor:
-    """Hidden states at the positions that predict the completion tokens: `(N, L, H) -> (N, C, H)`."""
-    length = hidden.size(1)
-    return hidden[:, length - num_completion_tokens - 1 : length - 1]

@@ -19,6 +19,7 @@ from accelerate.utils import is_peft_model
 from datasets import Dataset
 from transformers import GenerationConfig, TrainingArguments
 from trl import SFTTrainer
+from trl.data_utils import get_dataset_column_names
 from trl.models.utils import prepare_deepspeed, unwrap_model_for_generation
 from trl.trainer.utils import pad
 
@@ -115,7 +116,7 @@ class RAFTTrainer(SFTTrainer):
         )  # fmt: skip
 
     def _prepare_dataset(self, dataset, processing_class, args, packing, formatting_func, dataset_name):
-        columns = dataset.column_names or list(next(iter(dataset)).keys())
+        columns = get_dataset_column_names(dataset)
         if args.use_distillation and args.answer_conditioning and "input_ids" not in columns:
             check_chat_template(self._tokenizer, dataset)
             is_map_style = isinstance(dataset, Dataset)  # `IterableDataset.map` takes no `desc`
@@ -168,11 +169,9 @@ class RAFTTrainer(SFTTrainer):
         rollouts = self._sample_rollouts(model, raft_inputs["prompt_input_ids"], raft_inputs["prompt_attention_mask"])
         teacher = self._teacher_topk(model, raft_inputs, rollouts)
         nll_sum, kl_per_sequence = self._student_losses(model, inputs, raft_inputs, rollouts, teacher)
-        labels = inputs["labels"]
-        metrics = self._micro_batch_metrics(nll_sum, kl_per_sequence, labels, rollouts, teacher)
-        lam = self._lambda_for_step(metrics["raft/sft_loss"], metrics["raft/kl_loss"])
+        lam = self._lambda_for_step(*self._micro_batch_metrics(inputs, nll_sum, kl_per_sequence, rollouts, teacher))
         if num_items_in_batch is None:  # Trainer then averages micro-batch losses itself: use micro-batch means
-            sft_loss = nll_sum / labels[:, 1:].ne(-100).sum().clamp(min=1)
+            sft_loss = nll_sum / inputs["labels"][:, 1:].ne(-100).sum().clamp(min=1)
             kl_loss = kl_per_sequence.mean()
             window_share = 1.0 / self.current_gradient_accumulation_steps
         else:  # normalised by the whole accumulation window (all ranks), as SFTTrainer does
@@ -183,9 +182,7 @@ class RAFTTrainer(SFTTrainer):
         finite = bool(torch.isfinite(losses).all())
         step_losses = (losses * window_share).tolist() if finite else [0.0, 0.0]
         self._step_totals += torch.tensor([*step_losses, finite, 1.0], dtype=torch.float64)
-        self._track_tokens(inputs["attention_mask"])
-        for name, value in {**metrics, "raft/lambda": lam}.items():
-            self._metrics["train"][name].append(value)
+        self._metrics["train"]["raft/lambda"].append(lam)
         if not finite:
             return self._skip_non_finite(model, losses)
         loss = sft_loss + lam * kl_loss
@@ -306,24 +303,26 @@ class RAFTTrainer(SFTTrainer):
         self._metrics["train"]["raft/ema_sft"].append(ema_sft)
         self._metrics["train"]["raft/ema_kl"].append(ema_kl)
 
-    def _micro_batch_metrics(self, nll_sum, kl_per_sequence, labels, rollouts, teacher) -> dict[str, float]:
-        """This micro-batch's losses and rollout statistics over all ranks (one gather), for logging and λ."""
+    def _micro_batch_metrics(self, inputs, nll_sum, kl_per_sequence, rollouts, teacher) -> tuple[float, float]:
+        """Record this micro-batch's losses, rollout statistics and SFT token count over all ranks (one gather);
+        return the rank-averaged (SFT, KL) means that set λ on the first step."""
         mask = rollouts.completion_mask.float()
-        lengths = mask.sum(-1)
+        lengths = rollouts.lengths.float()
         clipped = ~torch.isin(rollouts.completion_ids, torch.tensor(self.eos_token_ids, device=mask.device)).any(-1)
         local = torch.stack([
-            nll_sum.detach() / labels[:, 1:].ne(-100).sum().clamp(min=1), kl_per_sequence.detach().mean(),
+            nll_sum.detach() / inputs["labels"][:, 1:].ne(-100).sum().clamp(min=1), kl_per_sequence.detach().mean(),
             (teacher.mass * mask).sum() / mask.sum(), lengths.mean(), clipped.float().mean(), lengths.min(),
-            lengths.max(),
+            lengths.max(), inputs["attention_mask"].sum(),
         ]).float()  # fmt: skip
-        ranks = self.accelerator.gather(local[None])  # (P, 7)
-        means = ranks[:, :5].mean(0).tolist()
+        ranks = self.accelerator.gather(local[None])  # (P, 8)
         names = ("raft/sft_loss", "raft/kl_loss", "raft/teacher_topk_mass", "completions/mean_length",
                  "completions/clipped_ratio")  # fmt: skip
-        return {**dict(zip(names, means)), "completions/min_length": ranks[:, 5].min().item(),
-                "completions/max_length": ranks[:, 6].max().item()}  # fmt: skip
-
-    def _track_tokens(self, attention_mask) -> None:
-        """SFTTrainer's `num_tokens` metric (tokens of the SFT batches seen so far, all ranks)."""
-        self._total_train_tokens += self.accelerator.gather(attention_mask.sum()).sum().item() // self._tp_size
+        metrics = dict(zip(names, ranks[:, :5].mean(0).tolist()))
+        metrics["completions/min_length"] = ranks[:, 5].min().item()
+        metrics["completions/max_length"] = ranks[:, 6].max().item()
+        for name, value in metrics.items():
+            self._metrics["train"][name].append(value)
+        # SFTTrainer's `num_tokens`: tokens of the SFT batches seen so far, all ranks
+        self._total_train_tokens += int(ranks[:, 7].sum().item()) // self._tp_size
         self._metrics["train"]["num_tokens"] = [self._total_train_tokens]
+        return metrics["raft/sft_loss"], metrics["raft/kl_loss"]
