@@ -18,7 +18,7 @@ from transformers import TrainerCallback
 from trl import SFTConfig, SFTTrainer
 
 from raft_trainer import RAFTConfig, RAFTTrainer
-from raft_trainer.cli.train import load_train_dataset
+from raft_trainer.data import load_data
 
 
 class StepTimer(TrainerCallback):
@@ -49,7 +49,7 @@ def time_trainer(trainer_cls, config_cls, model: str, steps: int, warmup: int, *
         bf16=False, seed=0, disable_tqdm=True,
     )  # fmt: skip
     timer = StepTimer()
-    trainer = trainer_cls(model, args=config_cls(**common, **overrides), train_dataset=load_train_dataset(None))
+    trainer = trainer_cls(model, args=config_cls(**common, **overrides), train_dataset=load_data(None))
     trainer.add_callback(timer)
     trainer.train()
     return timer.times[warmup:]

@@ -4,10 +4,12 @@ teacher's prompt (the template with the reference answer), cutting the reference
 
 from __future__ import annotations
 
+import os
 import re
+from importlib import resources
 from typing import Any
 
-from datasets import Dataset, IterableDataset
+from datasets import Dataset, IterableDataset, load_dataset
 from trl.data_utils import get_dataset_column_names
 
 REFERENCE_PLACEHOLDER = "{reference}"
@@ -22,6 +24,23 @@ _EXPECTED = (
     "assistant turn is the target); optionally 'reference' (the teacher's context, defaults to the target)"
 )
 _SENTINEL = "\ue000RAFT-REFERENCE\ue000"
+
+
+DATA_BUILDERS = {".jsonl": "json", ".json": "json", ".csv": "csv", ".parquet": "parquet"}
+
+
+def example_dataset_path() -> str:
+    """The bundled example domain QA file (prompt / completion JSONL)."""
+    return str(resources.files("raft_trainer") / "assets" / "example_domain.jsonl")
+
+
+def load_data(name_or_path: str | None, config: str | None = None, split: str = "train"):
+    """A split of a dataset name, a local data file (JSONL, JSON, CSV, Parquet) or, when `None`, the bundled example."""
+    name_or_path = name_or_path or example_dataset_path()
+    extension = os.path.splitext(name_or_path)[1].lower()
+    if os.path.isfile(name_or_path) and extension in DATA_BUILDERS:
+        return load_dataset(DATA_BUILDERS[extension], data_files={split: name_or_path}, split=split)
+    return load_dataset(name_or_path, name=config, split=split)
 
 
 def validate_teacher_template(template: str) -> None:

@@ -11,7 +11,7 @@ def test_raft_on_gemma_logs_sft_kl_and_lambda(tmp_path):
     from transformers import AutoTokenizer
 
     from raft_trainer import RAFTConfig, RAFTTrainer
-    from raft_trainer.cli.train import load_train_dataset
+    from raft_trainer.data import load_data
     from raft_trainer.default_model import default_model_path
 
     path = default_model_path()
@@ -19,7 +19,7 @@ def test_raft_on_gemma_logs_sft_kl_and_lambda(tmp_path):
         output_dir=str(tmp_path / "out"), max_steps=2, per_device_train_batch_size=2, logging_steps=1, report_to=[],
         save_strategy="no", max_completion_length=8, max_length=128, learning_rate=5e-6, weight_decay=0.01,
     )  # fmt: skip
-    trainer = RAFTTrainer(path, args=args, train_dataset=load_train_dataset(None),
+    trainer = RAFTTrainer(path, args=args, train_dataset=load_data(None),
                           processing_class=AutoTokenizer.from_pretrained(path))  # fmt: skip
     trainer.train()
     logs = [log for log in trainer.state.log_history if "raft/lambda" in log]

@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import sys
 
-from . import train
+from . import refine, train
 
-COMMANDS = {"train": train}
+COMMANDS = {"refine": refine, "train": train}
 USAGE = (
-    "usage: raft <command> [--config FILE.yaml] [<args>]\n\ncommands:\n  train    fine-tune with RAFT (RAFTTrainer)\n"
+    "usage: raft <command> [--config FILE.yaml] [<args>]\n\ncommands:\n"
+    "  refine   Stage 1: rewrite, filter and fuse a (question, answer) dataset\n"
+    "  train    Stage 2: fine-tune with RAFT (RAFTTrainer)\n"
 )
 
 

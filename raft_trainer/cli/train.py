@@ -8,31 +8,13 @@ from __future__ import annotations
 
 import json
 import os
-from importlib import resources
-
-DATA_BUILDERS = {".jsonl": "json", ".json": "json", ".csv": "csv", ".parquet": "parquet"}
-
-
-def example_dataset_path() -> str:
-    """The bundled example domain QA file (prompt / completion JSONL)."""
-    return str(resources.files("raft_trainer") / "assets" / "example_domain.jsonl")
-
-
-def load_train_dataset(name_or_path: str | None, config: str | None = None, split: str = "train"):
-    """A dataset name, a local data file (JSONL, JSON, CSV, Parquet) or, when `None`, the bundled example."""
-    from datasets import load_dataset
-
-    name_or_path = name_or_path or example_dataset_path()
-    extension = os.path.splitext(name_or_path)[1].lower()
-    if os.path.isfile(name_or_path) and extension in DATA_BUILDERS:
-        return load_dataset(DATA_BUILDERS[extension], data_files={split: name_or_path}, split=split)
-    return load_dataset(name_or_path, name=config, split=split)
 
 
 def main(script_args, training_args, model_args) -> None:
     from trl import get_peft_config, get_quantization_config
 
     from raft_trainer import RAFTTrainer
+    from raft_trainer.data import load_data
 
     model = model_args.model_name_or_path
     if model is None:
@@ -44,7 +26,7 @@ def main(script_args, training_args, model_args) -> None:
         "attn_implementation": model_args.attn_implementation, "dtype": model_args.dtype,
         **(training_args.model_init_kwargs or {}),
     }  # fmt: skip
-    dataset = load_train_dataset(script_args.dataset_name, script_args.dataset_config, script_args.dataset_train_split)
+    dataset = load_data(script_args.dataset_name, script_args.dataset_config, script_args.dataset_train_split)
     trainer = RAFTTrainer(
         model, args=training_args, train_dataset=dataset,
         peft_config=get_peft_config(model_args), quantization_config=get_quantization_config(model_args),

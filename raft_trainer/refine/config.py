@@ -1,0 +1,121 @@
+"""`RefineConfig`: every option of Stage 1 (`raft refine` flags and YAML keys), documented once."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field, fields
+
+from ..backends import BackendOptions
+
+DEFAULT_EMBEDDING_MODEL = "sentence-transformers/all-MiniLM-L6-v2"
+DEFAULT_STOP = ("\nQuestion:", "\nReference answer:", "\n\n\n")
+
+
+def _help(text: str, **kwargs):
+    return field(metadata={"help": text}, **kwargs)
+
+
+@dataclass
+class RefineConfig:
+    """Stage 1 of RAFT: rewrite ỹ ~ p_θ(·|x, y), keep ỹ if cos(φ(y), φ(ỹ)) ≥ τ, fuse y and ỹ into ŷ with judges.
+
+    Each field's `help` is its documentation (`raft refine --help`, `docs/refinement.md`). Models are backend specs
+    (`raft_trainer.backends.load_backend`): a local path or name, `name@http://host:port/v1`, or `vllm:name`.
+    """
+
+    # > Input and output
+    dataset_name: str | None = _help(
+        "Data file (JSONL/JSON/CSV/Parquet) or dataset name; default: bundled example.", default=None
+    )
+    dataset_config: str | None = _help("Dataset configuration name (for named datasets).", default=None)
+    dataset_split: str = _help("Split to refine.", default="train")
+    question_column: str | None = _help(
+        "Question column (default: question, else prompt, else messages).", default=None
+    )
+    answer_column: str | None = _help("Gold answer column (default: answer, else completion).", default=None)
+    id_column: str | None = _help("Row id column (default: id if present, else the row number).", default=None)
+    output_dir: str = _help(
+        "Folder for refined.jsonl, summary.json, skipped.jsonl, run_config.json.", default="runs/refined"
+    )
+    output_format: str = _help(
+        "Prompt format for question/answer input: 'conversational' (a user message, for chat models) or 'plain' "
+        "(plain_prompt_template). prompt/completion and messages input keep their own format.", default="conversational"
+    )  # fmt: skip
+    plain_prompt_template: str = _help(
+        "Plain prompt for output_format=plain.", default="Question: {question}\nAnswer:"
+    )
+    max_rows: int | None = _help("Refine only the first N rows (quick runs).", default=None)
+    max_input_chars: int = _help("Rows whose question + answer exceed this many characters are skipped.", default=8000)
+    batch_size: int = _help("Rows per refinement batch (one append to refined.jsonl per batch).", default=8)
+    seed: int = _help("Base seed; each batch and fusion round derives its own.", default=42)
+    overwrite: bool = _help("Start over instead of resuming from an existing refined.jsonl.", default=False)
+
+    # > Self-conditioned rewriting (the backbone that will be fine-tuned)
+    rewrite_model: str | None = _help("Backbone backend spec; default: the embedded Gemma 3 270M.", default=None)
+    rewrite_prompt_file: str | None = _help(
+        "Rewrite prompt template file (default: bundled rewrite.txt).", default=None
+    )
+    rewrite_max_new_tokens: int = _help("Token cap of a rewrite.", default=128)
+    rewrite_temperature: float = _help("Rewrite sampling temperature (0 = greedy).", default=0.0)
+    rewrite_top_p: float = _help("Rewrite nucleus mass.", default=1.0)
+
+    # > Semantic filter
+    embedding_model: str = _help("sentence-transformers model name or path (φ).", default=DEFAULT_EMBEDDING_MODEL)
+    similarity_threshold: float = _help(
+        "τ: keep the rewrite if cos(φ(y), φ(ỹ)) ≥ τ, else fall back to y.", default=0.8
+    )
+    embedding_device: str | None = _help("Device for the embedding model (default: auto).", default=None)
+
+    # > Answer fusion with multi-judge selection
+    fusion: bool = _help("Fuse y and the accepted ỹ into ŷ. Off: ŷ = ỹ (a deviation from the paper).", default=True)
+    fusion_model: str | None = _help("Fusion backend spec (usually stronger); default: rewrite_model.", default=None)
+    fusion_prompt_file: str | None = _help("Fusion prompt template file (default: bundled fusion.txt).", default=None)
+    fusion_rounds: int = _help("Maximum fusion rounds per row.", default=3)
+    fusion_max_new_tokens: int = _help("Token cap of a fused answer.", default=128)
+    fusion_temperature: float = _help("Fusion sampling temperature (rounds differ only if > 0).", default=0.7)
+    fusion_top_p: float = _help(
+        "Fusion nucleus mass (1 = off; sorting a large vocabulary each step is slow on CPU).", default=1.0
+    )
+    judge_models: list[str] | None = _help("Judge backend specs (one or more); default: [fusion_model].", default=None)
+    judge_prompt_file: str | None = _help("Judge prompt template file (default: bundled judge.txt).", default=None)
+    judge_max_new_tokens: int = _help("Token cap of a judge reply.", default=16)
+    judge_stop_score: float = _help("Stop fusing once a candidate's mean judge score reaches this.", default=0.8)
+    stop_sequences: list[str] = _help(
+        "Generated text is cut before the first of these (base models keep writing otherwise); judges also stop at a "
+        "newline. Empty: rely on EOS (chat models).",
+        default_factory=lambda: list(DEFAULT_STOP),
+    )  # fmt: skip
+
+    # > Backends
+    dtype: str = _help("Local models: auto, bfloat16, float16 or float32.", default="auto")
+    generation_batch_size: int = _help("Local models: prompts per generate call.", default=8)
+    device: str | None = _help("Local models: device (default: first GPU, else CPU).", default=None)
+    api_key_env: str = _help("HTTP backends: environment variable that holds the API key.", default="OPENAI_API_KEY")
+    max_concurrency: int = _help("HTTP backends: requests in flight.", default=8)
+    request_timeout: float = _help("HTTP backends: seconds per request.", default=120.0)
+    max_retries: int = _help("HTTP backends: retries per request (exponential backoff).", default=4)
+    api: str = _help("HTTP backends: 'chat' or 'completions'.", default="chat")
+
+    def __post_init__(self):
+        if not 0.0 <= self.similarity_threshold <= 1.0:
+            raise ValueError(f"similarity_threshold (τ) must be in [0, 1], got {self.similarity_threshold}.")
+        if self.output_format not in {"conversational", "plain"}:
+            raise ValueError(f"output_format must be 'conversational' or 'plain', got {self.output_format!r}.")
+        if self.fusion_rounds < 1 or self.batch_size < 1:
+            raise ValueError("fusion_rounds and batch_size must be at least 1.")
+        if "{question}" not in self.plain_prompt_template:
+            raise ValueError("plain_prompt_template must contain '{question}'.")
+        if isinstance(self.judge_models, str):
+            self.judge_models = [self.judge_models]
+        self.stop_sequences = [s.encode().decode("unicode_escape") if "\\" in s else s for s in self.stop_sequences]
+
+    def backend_options(self) -> BackendOptions:
+        return BackendOptions(
+            dtype=self.dtype, batch_size=self.generation_batch_size, device=self.device, api_key_env=self.api_key_env,
+            max_concurrency=self.max_concurrency, timeout=self.request_timeout, max_retries=self.max_retries, api=self.api,
+        )  # fmt: skip
+
+    def outcome_fields(self) -> dict:
+        """The settings that change the refined rows; a resumed run must match them."""
+        ignored = {"overwrite", "max_rows", "output_dir", "max_concurrency", "request_timeout", "max_retries",
+                   "api_key_env", "device", "generation_batch_size", "embedding_device"}  # fmt: skip
+        return {f.name: getattr(self, f.name) for f in fields(self) if f.name not in ignored}

@@ -1,0 +1,126 @@
+"""Read (question, gold answer) pairs from any accepted dataset layout; bad rows are skipped with a reason, never
+raised on; the output rows keep the input's prompt format so RAFTTrainer trains on them directly."""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from typing import Any
+
+from ..backends import is_chat
+from ..data import split_messages
+from .config import RefineConfig
+
+
+@dataclass
+class RefineRow:
+    """One pair to refine: the texts the models see, and the training prompt the output row will carry."""
+
+    id: str
+    question: str
+    answer: str
+    prompt: Any  # str, or chat messages
+    answer_prefix: str = ""  # leading whitespace of a plain gold completion (" Paris."), given back to ŷ
+
+    def training_record(self, fused: str, provenance: dict) -> dict:
+        completion = [{"role": "assistant", "content": fused}] if is_chat(self.prompt) else self.answer_prefix + fused
+        return {"id": self.id, "prompt": self.prompt, "completion": completion, "provenance": provenance}
+
+
+def resolve_columns(columns: list[str], config: RefineConfig) -> tuple[str, str | None]:
+    """(question column, answer column); `messages` carries both and returns `None` for the answer."""
+    question = config.question_column or next((c for c in ("question", "prompt", "messages") if c in columns), None)
+    answer = config.answer_column or next((c for c in ("answer", "completion") if c in columns), None)
+    if question == "messages" and config.answer_column is None:
+        answer = None
+    missing = [c for c in (question, answer) if c is not None and c not in columns]
+    if question is None or (answer is None and question != "messages") or missing:
+        raise ValueError(
+            f"Cannot find the question and answer columns in {columns}: expected question/answer, prompt/completion "
+            f"or messages, or name them with --question_column and --answer_column."
+        )
+    return question, answer
+
+
+def question_from_plain_prompt(prompt: str, template: str) -> str:
+    """The question inside a plain prompt built with `template` (the prompt itself if it does not match).
+
+    ```python
+    >>> question_from_plain_prompt("Question: What is GDP?\\nAnswer:", "Question: {question}\\nAnswer:")
+    'What is GDP?'
+
+    ```
+    """
+    head, _, tail = template.partition("{question}")
+    match = re.fullmatch(
+        re.escape(head.strip()) + r"\s*(.+?)\s*" + re.escape(tail.strip()), prompt.strip(), flags=re.S
+    )
+    return match.group(1) if match else prompt
+
+
+def _text(value: Any, role: str) -> str | None:
+    """The text of a plain value, or of the last `role` message of a chat value; `None` if it is neither."""
+    if isinstance(value, str):
+        return value
+    if is_chat(value):
+        contents = [m.get("content") for m in value if m.get("role") == role]
+        return contents[-1] if contents and isinstance(contents[-1], str) else None
+    return None
+
+
+def read_rows(dataset, config: RefineConfig) -> tuple[list[RefineRow], list[dict]]:
+    """Rows to refine and skipped rows (`{"id", "row", "reason"}`), in input order."""
+    from datasets import Dataset
+
+    columns = list(dataset.column_names)
+    question_column, answer_column = resolve_columns(columns, config)
+    id_column = config.id_column or ("id" if "id" in columns else None)
+    mirror_format = question_column in {"prompt", "messages"}
+    rows, skipped, seen = [], [], set()
+    examples = (
+        dataset.select(range(min(config.max_rows, len(dataset))))
+        if config.max_rows and isinstance(dataset, Dataset)
+        else dataset
+    )
+    for index, example in enumerate(examples):
+        if (
+            question_column == "messages"
+            and isinstance(example.get("messages"), list)
+            and is_chat(example["messages"])
+        ):
+            example = {**example, **split_messages(example)}
+            question_value, answer_value = example["prompt"], example["completion"]
+        else:
+            question_value, answer_value = example.get(question_column), example.get(answer_column)
+        row_id = str(example[id_column]) if id_column and example.get(id_column) is not None else str(index)
+        question, answer = _text(question_value, "user"), _text(answer_value, "assistant")
+        reason = _skip_reason(question_value, question, answer_value, answer, config.max_input_chars)
+        if reason is None and row_id in seen:
+            reason = f"duplicate id {row_id!r}"
+        if reason is not None:
+            skipped.append({"id": row_id, "row": index, "reason": reason})
+            continue
+        seen.add(row_id)
+        if mirror_format:
+            prompt, prefix = question_value, answer[: len(answer) - len(answer.lstrip())]
+            if isinstance(prompt, str):
+                question = question_from_plain_prompt(prompt, config.plain_prompt_template)
+        elif config.output_format == "conversational":
+            prompt, prefix = [{"role": "user", "content": question.strip()}], ""
+        else:
+            prompt, prefix = config.plain_prompt_template.replace("{question}", question.strip()), " "
+        rows.append(RefineRow(row_id, question.strip(), answer.strip(), prompt, prefix))
+    return rows, skipped
+
+
+def _skip_reason(question_value, question, answer_value, answer, max_chars: int) -> str | None:
+    for name, value, text in (("question", question_value, question), ("answer", answer_value, answer)):
+        if value is None:
+            return f"missing {name}"
+        if text is None:
+            return f"non-text {name} ({type(value).__name__})"
+        if not text.strip():
+            return f"empty {name}"
+    if len(question) + len(answer) > max_chars:
+        return f"too long ({len(question) + len(answer)} characters > max_input_chars={max_chars})"
+    return None

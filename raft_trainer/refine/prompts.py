@@ -1,0 +1,44 @@
+"""The rewrite, fusion and judge prompt templates: bundled defaults (`refine/prompts/*.txt`) or user files, each with
+a version (file stem + content hash) recorded in every row's provenance."""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass
+from importlib import resources
+from pathlib import Path
+
+REQUIRED_FIELDS = {
+    "rewrite": ("{question}", "{answer}"),
+    "fusion": ("{question}", "{answer}", "{rewrite}"),
+    "judge": ("{question}", "{answer}", "{candidate}"),
+}
+
+
+@dataclass(frozen=True)
+class PromptTemplate:
+    """A template whose `{field}` placeholders are filled by plain replacement (braces in the data are safe)."""
+
+    role: str
+    text: str
+    version: str
+
+    def render(self, **values: str) -> str:
+        text = self.text
+        for key, value in values.items():
+            text = text.replace("{" + key + "}", value)
+        return text
+
+
+def load_prompt(role: str, path: str | None = None) -> PromptTemplate:
+    """The `role` template (`rewrite`, `fusion` or `judge`) from `path`, or the bundled default."""
+    if path is None:
+        source = resources.files("raft_trainer.refine") / "prompts" / f"{role}.txt"
+        text, stem = source.read_text(encoding="utf-8"), role
+    else:
+        text, stem = Path(path).read_text(encoding="utf-8"), Path(path).stem
+    missing = [f for f in REQUIRED_FIELDS[role] if f not in text]
+    if missing:
+        raise ValueError(f"The {role} prompt {path or '(bundled)'} lacks the placeholders {missing}.")
+    text = text.rstrip("\n")  # the cue line ("Score (0 to 1):") must end the prompt
+    return PromptTemplate(role, text, f"{stem}@{hashlib.sha256(text.encode()).hexdigest()[:8]}")

@@ -1,0 +1,69 @@
+"""Crash-safe files for `raft refine`: an append-only JSONL of finished rows (fsynced per batch; a line cut by a kill
+is dropped on reopen and its row redone) and atomic JSON writes (temp file + rename)."""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+from pathlib import Path
+
+logger = logging.getLogger(__name__)
+
+
+def write_text_atomic(path: str | os.PathLike, text: str) -> None:
+    """Write a file so that a reader sees the old content or the new one, never half of one."""
+    path = Path(path)
+    tmp = path.with_name(f".{path.name}.tmp")
+    with open(tmp, "w", encoding="utf-8") as f:
+        f.write(text)
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(tmp, path)
+
+
+def write_json_atomic(path: str | os.PathLike, value) -> None:
+    write_text_atomic(path, json.dumps(value, indent=1, ensure_ascii=False) + "\n")
+
+
+def jsonl_text(rows: list[dict]) -> str:
+    return "".join(json.dumps(row, ensure_ascii=False) + "\n" for row in rows)
+
+
+class AppendOnlyJsonl:
+    """Rows written once, in order, each on its own line with its `id`."""
+
+    def __init__(self, path: str | os.PathLike):
+        self.path = Path(path)
+
+    def load(self) -> list[dict]:
+        """The complete rows already written; a trailing partial line (a kill during a write) is cut off the file."""
+        if not self.path.exists():
+            return []
+        data = self.path.read_bytes()
+        end = data.rfind(b"\n") + 1
+        if end < len(data):
+            logger.warning(
+                "%s: dropping a partial last line (%d bytes) from an interrupted write", self.path, len(data) - end
+            )
+            with open(self.path, "r+b") as f:
+                f.truncate(end)
+                os.fsync(f.fileno())
+        rows = []
+        for number, line in enumerate(data[:end].splitlines(), start=1):
+            try:
+                rows.append(json.loads(line))
+            except json.JSONDecodeError as error:
+                raise ValueError(
+                    f"{self.path}, line {number}, is not JSON ({error}); move the file away to start over."
+                ) from None
+        return rows
+
+    def append(self, rows: list[dict]) -> None:
+        """Append rows in one write, then fsync: after a crash a row is either complete or (the last one) cut."""
+        if not rows:
+            return
+        with open(self.path, "a", encoding="utf-8") as f:
+            f.write(jsonl_text(rows))
+            f.flush()
+            os.fsync(f.fileno())

@@ -1,0 +1,234 @@
+"""Generation backends: local transformers (batching, stop strings), OpenAI-compatible HTTP (retries, key handling,
+a real `transformers serve`), vLLM's import error, and spec parsing."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+import urllib.request
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+import pytest
+
+from raft_trainer.backends import BackendError, BackendOptions, SamplingSettings, load_backend
+from raft_trainer.backends.http import OpenAICompatibleBackend
+from raft_trainer.backends.local import TransformersBackend
+
+PROMPTS = ["What is the capital of France ?", [{"role": "user", "content": "What is two plus two ?"}], "Plants absorb"]
+
+
+@pytest.fixture(scope="module")
+def local_backend(tiny_model_dir):
+    return TransformersBackend(tiny_model_dir, options=BackendOptions(batch_size=3))
+
+
+def test_batched_generation_equals_one_prompt_at_a_time(local_backend, tiny_model_dir):
+    settings = SamplingSettings(max_new_tokens=6)
+    batched = local_backend.generate(PROMPTS, settings)
+    single = TransformersBackend(tiny_model_dir, options=BackendOptions(batch_size=1)).generate(PROMPTS, settings)
+    assert [g.text for g in batched] == [g.text for g in single]
+    assert all(g.num_tokens > 0 for g in batched)
+
+
+def test_seeded_sampling_repeats_and_seeds_differ(local_backend):
+    settings = SamplingSettings(max_new_tokens=8, temperature=1.0, seed=3)
+    first, again = local_backend.generate(PROMPTS, settings), local_backend.generate(PROMPTS, settings)
+    assert [g.text for g in first] == [g.text for g in again]
+    others = [local_backend.generate(PROMPTS, SamplingSettings(8, 1.0, seed=s)) for s in range(4, 8)]
+    assert any([g.text for g in o] != [g.text for g in first] for o in others)
+
+
+def test_stop_string_cuts_the_text(local_backend):
+    free = local_backend.generate(PROMPTS, SamplingSettings(max_new_tokens=8))
+    prompt, words = next((p, g.text.split()) for p, g in zip(PROMPTS, free) if len(g.text.split()) >= 2)
+    cut = local_backend.generate([prompt], SamplingSettings(max_new_tokens=8, stop=(" " + words[1],)))[0]
+    assert cut.text == words[0] and cut.finish_reason == "stop" and cut.num_tokens == 2
+
+
+def test_plain_text_rendering_without_a_chat_template(tiny_model_dir):
+    from transformers import AutoTokenizer
+
+    tokenizer = AutoTokenizer.from_pretrained(tiny_model_dir)
+    tokenizer.chat_template = None
+    backend = TransformersBackend(tiny_model_dir, tokenizer=tokenizer)
+    assert (
+        backend.render([{"role": "system", "content": "Be brief ."}, {"role": "user", "content": "Hi"}])
+        == "Be brief .\n\nHi"
+    )
+    assert backend.render("Question : Hi") == "Question : Hi"
+
+
+def test_specs_name_the_backend_kind(tiny_model_dir):
+    http = load_backend("judge-1@http://127.0.0.1:9/v1")
+    assert (
+        isinstance(http, OpenAICompatibleBackend)
+        and http.model == "judge-1"
+        and http.base_url == "http://127.0.0.1:9/v1"
+    )
+    assert isinstance(load_backend(tiny_model_dir), TransformersBackend)
+
+
+def test_vllm_spec_without_vllm_says_what_to_do():
+    if _has_module("vllm"):
+        pytest.skip("vLLM is installed here")
+    with pytest.raises(ImportError, match="pip install vllm"):
+        load_backend("vllm:some/model")
+
+
+def _has_module(name):
+    import importlib.util
+
+    return importlib.util.find_spec(name) is not None
+
+
+class _StubHandler(BaseHTTPRequestHandler):
+    """Answers with the next status in `server.script` (200 = a completion), recording each request."""
+
+    def do_POST(self):  # noqa: N802
+        body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
+        self.server.requests.append((self.path, dict(self.headers), body))
+        status = self.server.script.pop(0) if self.server.script else 200
+        reply = {
+            "choices": [{"message": {"content": "0.9\nmore"}, "finish_reason": "stop"}],
+            "usage": {"completion_tokens": 2},
+        }
+        data = json.dumps(reply if status == 200 else {"error": "busy"}).encode()
+        self.send_response(status)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(data)))
+        self.end_headers()
+        self.wfile.write(data)
+
+    def log_message(self, *args):
+        pass
+
+
+@pytest.fixture
+def stub_server():
+    server = ThreadingHTTPServer(("127.0.0.1", 0), _StubHandler)
+    server.requests, server.script = [], []
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield server
+    server.shutdown()
+    server.server_close()
+
+
+def _stub_backend(server, **options):
+    options = {"max_retries": 2, "retry_backoff": 0.01, "api_key_env": "RAFT_TEST_KEY", **options}
+    return OpenAICompatibleBackend(
+        f"http://127.0.0.1:{server.server_address[1]}/v1", "judge", BackendOptions(**options)
+    )
+
+
+def test_http_retries_transient_errors_and_sends_the_key_from_the_environment(stub_server, monkeypatch):
+    monkeypatch.setenv("RAFT_TEST_KEY", "sk-secret-123")
+    stub_server.script = [503, 429]
+    backend = _stub_backend(stub_server)
+    [reply] = backend.generate(["Score this"], SamplingSettings(max_new_tokens=4, stop=("\n",)))
+    assert reply.text == "0.9" and reply.num_tokens == 2
+    assert len(stub_server.requests) == 3
+    path, headers, body = stub_server.requests[-1]
+    assert path == "/v1/chat/completions" and headers["Authorization"] == "Bearer sk-secret-123"
+    assert body["messages"] == [{"role": "user", "content": "Score this"}] and body["max_tokens"] == 4
+    assert "sk-secret" not in repr(backend)
+
+
+def test_http_gives_up_after_the_retries_with_a_clear_error(stub_server):
+    stub_server.script = [500, 500, 500, 500]
+    with pytest.raises(BackendError, match="failed 3 times; last error: HTTP 500"):
+        _stub_backend(stub_server).generate(["x"], SamplingSettings())
+    assert len(stub_server.requests) == 3
+
+
+def test_http_client_errors_are_not_retried(stub_server):
+    stub_server.script = [400]
+    with pytest.raises(BackendError, match="refused the request"):
+        _stub_backend(stub_server).generate(["x"], SamplingSettings())
+    assert len(stub_server.requests) == 1
+
+
+def test_http_unreachable_server_is_a_backend_error():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]  # closed again: nothing listens there
+    backend = OpenAICompatibleBackend(
+        f"http://127.0.0.1:{port}/v1", "m", BackendOptions(max_retries=1, retry_backoff=0.01)
+    )
+    with pytest.raises(BackendError, match="URLError"):
+        backend.generate(["x"], SamplingSettings())
+
+
+@pytest.fixture(scope="module")
+def served_model(tiny_model_dir, tmp_path_factory):
+    """`transformers serve` on 127.0.0.1 with the tiny model, stopped (process group) at the end."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    log = tmp_path_factory.mktemp("serve") / "serve.log"
+    executable = os.path.join(os.path.dirname(sys.executable), "transformers")
+    command = [executable, "serve", tiny_model_dir, "--host", "127.0.0.1", "--port", str(port), "--device", "cpu",
+               "--dtype", "float32", "--no-continuous-batching"]  # fmt: skip
+    with open(log, "wb") as out:
+        process = subprocess.Popen(
+            command,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            env={**os.environ, "HF_HUB_OFFLINE": "1"},
+            start_new_session=True,
+        )
+    url = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.time() + 180
+        while True:
+            if process.poll() is not None:
+                raise RuntimeError(f"transformers serve exited:\n{log.read_text()[-2000:]}")
+            try:
+                with urllib.request.urlopen(url + "/health", timeout=1) as reply:
+                    if reply.status == 200:
+                        break
+            except OSError:
+                if time.time() > deadline:
+                    raise TimeoutError(f"transformers serve not ready:\n{log.read_text()[-2000:]}") from None
+                time.sleep(0.3)
+        yield f"{tiny_model_dir}@{url}/v1"
+    finally:
+        os.killpg(process.pid, signal.SIGTERM)
+        try:
+            process.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            os.killpg(process.pid, signal.SIGKILL)
+            process.wait()
+
+
+def test_openai_backend_against_a_real_transformers_serve(served_model, local_backend):
+    backend = load_backend(served_model, BackendOptions(max_concurrency=4, timeout=60))
+    settings = SamplingSettings(max_new_tokens=5)
+    replies = backend.generate(PROMPTS * 2, settings)
+    assert len(replies) == 6 and all(r.num_tokens > 0 for r in replies)
+    assert [r.text for r in replies[:3]] == [r.text for r in replies[3:]]  # greedy: the same under concurrency
+    local = local_backend.generate(PROMPTS, settings)
+    assert [r.text for r in replies[:3]] == [g.text for g in local]  # the same model and template as locally
+
+
+def test_refine_with_a_judge_served_over_http(served_model, tiny_model_dir, tmp_path):
+    from datasets import Dataset
+
+    from raft_trainer.refine import RefineConfig, refine
+
+    data = Dataset.from_dict({"question": ["What is two plus two ?"], "answer": ["Two plus two is four ."]})
+    config = RefineConfig(output_dir=str(tmp_path), rewrite_model=tiny_model_dir, judge_models=[served_model],
+                          similarity_threshold=0.0, fusion_rounds=1, rewrite_max_new_tokens=4, fusion_max_new_tokens=4,
+                          judge_max_new_tokens=3, stop_sequences=[])  # fmt: skip
+    # No stop strings: `transformers serve` 5.23 answers 500 to `stop` with a word-level tokenizer (its
+    # StopStringCriteria cannot map that vocabulary); real BPE/SentencePiece tokenizers are fine.
+    summary = refine(config, data)
+    [row] = [json.loads(line) for line in open(tmp_path / "refined.jsonl")]
+    assert row["provenance"]["models"]["judges"] == [served_model]
+    assert summary["tokens_generated"]["judge"] > 0 and len(row["provenance"]["candidates"][0]["scores"]) == 1

@@ -1,0 +1,317 @@
+"""Stage 1 (`raft refine`): inputs and bad rows, the real MiniLM filter, fusion with judges, the files written,
+resuming, backend failures, the CLI, and training on the result."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from refine_helpers import ScriptedBackend, field_of
+
+from raft_trainer.backends import BackendError, BackendPool
+from raft_trainer.refine import RefineConfig, refine
+from raft_trainer.refine.fusion import parse_judge_score
+from raft_trainer.refine.inputs import read_rows
+from raft_trainer.refine.prompts import load_prompt
+from raft_trainer.refine.store import AppendOnlyJsonl
+
+QA = [
+    ("What is the capital of France?", "The capital of France is Paris, its largest city."),
+    ("Which gas do plants absorb?", "Plants absorb carbon dioxide from the air for photosynthesis."),
+    ("How many legs does a spider have?", "A spider has eight legs, two more than an insect."),
+    ("What is the boiling point of water at sea level?", "Water boils at 100 degrees Celsius at sea level."),
+    ("Who wrote Hamlet?", "William Shakespeare wrote the play Hamlet around 1600."),
+]
+
+
+@pytest.fixture(scope="module")
+def minilm():
+    from raft_trainer.refine.similarity import SemanticFilter
+
+    return SemanticFilter(threshold=0.8)
+
+
+def qa_dataset(rows=QA):
+    from datasets import Dataset
+
+    return Dataset.from_dict({"id": [f"q{i}" for i in range(len(rows))], "question": [q for q, _ in rows],
+                              "answer": [a for _, a in rows]})  # fmt: skip
+
+
+def paraphrase(prompt):
+    """A rewrite that keeps the facts (high similarity to the gold answer)."""
+    return "In short: " + field_of(prompt, "Reference answer")
+
+
+def pool(
+    rewrite=paraphrase, fuse=lambda p: field_of(p, "Draft answer") + " Indeed.", judges=(lambda p: "0.9",), **fail
+):
+    backends = {"rewriter": ScriptedBackend("rewriter", rewrite, fail.get("rewriter")),
+                "fuser": ScriptedBackend("fuser", fuse, fail.get("fuser"))}  # fmt: skip
+    backends.update({f"judge{i}": ScriptedBackend(f"judge{i}", j) for i, j in enumerate(judges)})
+    return BackendPool(**backends)
+
+
+def config(tmp_path, **overrides):
+    judges = [f"judge{i}" for i in range(overrides.pop("num_judges", 1))]
+    defaults = dict(output_dir=str(tmp_path / "refined"), rewrite_model="rewriter", fusion_model="fuser",
+                    judge_models=judges, batch_size=2)  # fmt: skip
+    return RefineConfig(**{**defaults, **overrides})
+
+
+def read_jsonl(path):
+    return [json.loads(line) for line in open(path)]
+
+
+def test_judge_scores_parse_or_are_none():
+    assert parse_judge_score(" 0.25 \n") == 0.25
+    assert parse_judge_score("I would say 9/10.") == 0.9
+    assert parse_judge_score("") is None and parse_judge_score("1.5") is None and parse_judge_score("-0.2") is None
+
+
+def test_real_minilm_separates_paraphrases_from_unrelated_text(minilm):
+    gold = ["The capital of France is Paris.", "Plants absorb carbon dioxide from the air."]
+    scores = minilm.similarities(gold * 2, ["Paris is the capital city of France.", "Plants take in carbon dioxide from air.",
+                                            "A spider has eight legs.", ""])  # fmt: skip
+    assert scores[0] > 0.8 and scores[1] > 0.8 and scores[2] < 0.3 and scores[3] == 0.0
+    assert minilm.accepts(0.8) and not minilm.accepts(0.79)
+
+
+def test_rows_are_read_from_every_layout(tmp_path):
+    from datasets import Dataset
+
+    cfg = RefineConfig(output_dir=str(tmp_path))
+    plain = Dataset.from_dict({"prompt": ["Question: What is GDP?\nAnswer:"], "completion": [" Output of a country."]})
+    [row], _ = read_rows(plain, cfg)
+    assert (row.question, row.answer, row.prompt) == ("What is GDP?", "Output of a country.", plain[0]["prompt"])
+    assert row.training_record("Fused.", {})["completion"] == " Fused."
+    chat = Dataset.from_dict(
+        {"messages": [[{"role": "user", "content": "Hi?"}, {"role": "assistant", "content": "Hello."}]]}
+    )
+    [row], _ = read_rows(chat, cfg)
+    assert row.question == "Hi?" and row.training_record("Hey.", {})["completion"] == [
+        {"role": "assistant", "content": "Hey."}
+    ]
+    [row], _ = read_rows(qa_dataset(QA[:1]), cfg)
+    assert row.id == "q0" and row.prompt == [{"role": "user", "content": QA[0][0]}]
+    [row], _ = read_rows(qa_dataset(QA[:1]), RefineConfig(output_dir=str(tmp_path), output_format="plain"))
+    assert row.prompt == f"Question: {QA[0][0]}\nAnswer:" and row.training_record("X", {})["completion"] == " X"
+    custom = Dataset.from_dict({"instruction": ["Q?"], "output": ["A."]})
+    with pytest.raises(ValueError, match="--question_column"):
+        read_rows(custom, cfg)
+    [row], _ = read_rows(
+        custom, RefineConfig(output_dir=str(tmp_path), question_column="instruction", answer_column="output")
+    )
+    assert (row.id, row.question, row.answer) == ("0", "Q?", "A.")
+
+
+def test_bad_rows_are_skipped_with_their_reason(tmp_path):
+    from datasets import Dataset
+
+    data = Dataset.from_list([
+        {"id": "ok", "question": "Q?", "answer": "A."}, {"id": "no-q", "question": None, "answer": "A."},
+        {"id": "empty-a", "question": "Q?", "answer": "  "}, {"id": "ok", "question": "Q2?", "answer": "B."},
+        {"id": "long", "question": "Q?" * 50, "answer": "A."},
+    ])  # fmt: skip
+    rows, skipped = read_rows(data, RefineConfig(output_dir=str(tmp_path), max_input_chars=50))
+    assert [r.id for r in rows] == ["ok"]
+    assert [(s["id"], s["reason"].split(" (")[0]) for s in skipped] == [
+        ("no-q", "missing question"),
+        ("empty-a", "empty answer"),
+        ("ok", "duplicate id 'ok'"),
+        ("long", "too long"),
+    ]
+    numbers = Dataset.from_dict({"question": ["Q?"], "answer": [[1, 2]]})
+    assert read_rows(numbers, RefineConfig(output_dir=str(tmp_path)))[1][0]["reason"] == "non-text answer (list)"
+
+
+def test_refine_writes_training_rows_with_provenance_and_a_summary(tmp_path, minilm):
+    judges = (lambda p: "0.9", lambda p: "Score: 7/10", lambda p: "no idea")
+    summary = refine(
+        config(tmp_path, num_judges=3), qa_dataset(), backends=pool(judges=judges), semantic_filter=minilm
+    )
+    out = tmp_path / "refined"
+    rows = read_jsonl(out / "refined.jsonl")
+    assert [r["id"] for r in rows] == [f"q{i}" for i in range(5)]
+    first = rows[0]
+    assert first["prompt"] == [{"role": "user", "content": QA[0][0]}]
+    assert first["completion"] == [{"role": "assistant", "content": "In short: " + QA[0][1] + " Indeed."}]
+    p = first["provenance"]
+    assert p["status"] == "accepted" and p["source"] == "fusion" and p["similarity"] >= 0.8 and p["gold"] == QA[0][1]
+    assert p["fusion_rounds"] == 1 and p["candidates"][0]["scores"] == [0.9, 0.7, None]
+    assert p["candidates"][0]["unparsed"] == ["no idea"] and p["best_score"] == 0.8
+    assert p["models"] == {
+        "rewrite": "rewriter",
+        "embedding": minilm.name,
+        "fusion": "fuser",
+        "judges": ["judge0", "judge1", "judge2"],
+    }
+    assert p["prompt_versions"]["rewrite"] == load_prompt("rewrite").version
+    saved = json.loads((out / "summary.json").read_text())
+    assert saved["rows_refined"] == 5 and saved["acceptance_rate"] == 1.0 and saved["judge_scores"]["unparseable"] == 5
+    assert saved["fusion_rounds"] == {"1": 5} and summary["stopped_early"] == 5
+    assert saved["tokens_generated"] == {"rewrite": 15, "fusion": 15, "judge": 45}
+    assert json.loads((out / "run_config.json").read_text())["outcome"]["similarity_threshold"] == 0.8
+
+
+def test_fusion_runs_all_rounds_below_the_stop_score_and_keeps_the_best(tmp_path, minilm):
+    rounds = iter(["first try", "second try, better", "third try"])
+    scores = {"first try": "0.3", "second try, better": "0.6", "third try": "0.5"}
+
+    def fuser(prompt):
+        return next(rounds)
+
+    def judge(prompt):
+        return scores[field_of(prompt, "Candidate answer")]
+
+    refine(config(tmp_path), qa_dataset(QA[:1]), backends=pool(fuse=fuser, judges=(judge,)), semantic_filter=minilm)
+    [row] = read_jsonl(tmp_path / "refined" / "refined.jsonl")
+    assert [c["mean_score"] for c in row["provenance"]["candidates"]] == [0.3, 0.6, 0.5]
+    assert row["completion"][0]["content"] == "second try, better" and row["provenance"]["fusion_rounds"] == 3
+
+
+def test_low_similarity_falls_back_to_gold_and_skips_fusion(tmp_path, minilm):
+    backends = pool(rewrite=lambda p: "Bananas are yellow fruit.")
+    summary = refine(config(tmp_path), qa_dataset(QA[:2]), backends=backends, semantic_filter=minilm)
+    rows = read_jsonl(tmp_path / "refined" / "refined.jsonl")
+    assert [r["completion"][0]["content"] for r in rows] == [a for _, a in QA[:2]]
+    assert {r["provenance"]["source"] for r in rows} == {"gold"} and summary["acceptance_rate"] == 0.0
+    assert backends.get("fuser").calls == []
+
+
+def test_without_fusion_the_accepted_rewrite_is_the_target(tmp_path, minilm):
+    refine(config(tmp_path, fusion=False), qa_dataset(QA[:2]), backends=pool(), semantic_filter=minilm)
+    rows = read_jsonl(tmp_path / "refined" / "refined.jsonl")
+    assert [r["completion"][0]["content"] for r in rows] == ["In short: " + a for _, a in QA[:2]]
+    assert rows[0]["provenance"]["source"] == "rewrite" and "fusion" not in rows[0]["provenance"]["prompt_versions"]
+
+
+def test_no_readable_judge_score_keeps_the_rewrite(tmp_path, minilm):
+    refine(
+        config(tmp_path, fusion_rounds=2),
+        qa_dataset(QA[:1]),
+        backends=pool(judges=(lambda p: "great",)),
+        semantic_filter=minilm,
+    )
+    [row] = read_jsonl(tmp_path / "refined" / "refined.jsonl")
+    assert row["provenance"]["source"] == "rewrite" and row["provenance"]["fusion_rounds"] == 2
+    assert row["completion"][0]["content"] == "In short: " + QA[0][1]
+
+
+def test_a_failing_backend_stops_the_run_keeps_the_rows_and_resume_finishes(tmp_path, minilm):
+    with pytest.raises(BackendError, match=r"4 refined rows are saved in .*refined.jsonl; run the same command again"):
+        refine(config(tmp_path), qa_dataset(), backends=pool(rewriter=3), semantic_filter=minilm)
+    assert [r["id"] for r in read_jsonl(tmp_path / "refined" / "refined.jsonl")] == ["q0", "q1", "q2", "q3"]
+    summary = refine(config(tmp_path), qa_dataset(), backends=pool(), semantic_filter=minilm)
+    assert summary["rows_this_run"] == 1 and summary["rows_refined"] == 5
+
+
+def test_resuming_with_other_settings_is_refused_and_overwrite_starts_over(tmp_path, minilm):
+    refine(config(tmp_path), qa_dataset(QA[:2]), backends=pool(), semantic_filter=minilm)
+    with pytest.raises(ValueError, match=r"similarity_threshold: 0.8 -> 0.5.*--overwrite"):
+        refine(config(tmp_path, similarity_threshold=0.5), qa_dataset(QA[:2]), backends=pool(), semantic_filter=minilm)
+    summary = refine(config(tmp_path, similarity_threshold=0.5, overwrite=True), qa_dataset(QA[:2]), backends=pool(),
+                     semantic_filter=minilm)  # fmt: skip
+    assert summary["rows_this_run"] == 2
+
+
+def test_a_partial_last_line_is_dropped_and_its_row_redone(tmp_path, minilm):
+    refine(config(tmp_path), qa_dataset(QA[:3]), backends=pool(), semantic_filter=minilm)
+    path = tmp_path / "refined" / "refined.jsonl"
+    complete = path.read_bytes()
+    lines = complete.splitlines(keepends=True)
+    path.write_bytes(b"".join(lines[:2]) + lines[2][:40])  # a kill in the middle of writing row 3
+    assert [r["id"] for r in AppendOnlyJsonl(path).load()] == ["q0", "q1"]
+    assert path.read_bytes() == b"".join(lines[:2])
+    refine(config(tmp_path), qa_dataset(QA[:3]), backends=pool(), semantic_filter=minilm)
+    assert path.read_bytes() == complete
+
+
+def test_refined_file_trains_with_raft_trainer(tmp_path, tiny_model_dir, minilm):
+    from raft_trainer import RAFTConfig, RAFTTrainer
+    from raft_trainer.data import load_data
+
+    backends = pool(rewrite=lambda p: "The capital of France is Paris .", fuse=lambda p: "Two plus two is four .")
+    refine(config(tmp_path, output_format="plain"), qa_dataset(), backends=backends, semantic_filter=minilm)
+    dataset = load_data(str(tmp_path / "refined" / "refined.jsonl"))
+    args = RAFTConfig(output_dir=str(tmp_path / "train"), max_steps=2, per_device_train_batch_size=2, bf16=False,
+                      max_completion_length=4, report_to=[], logging_steps=1, save_strategy="no")  # fmt: skip
+    trainer = RAFTTrainer(tiny_model_dir, args=args, train_dataset=dataset)
+    trainer.train()
+    assert all("raft/lambda" in log for log in trainer.state.log_history[:2])
+
+
+def test_tiny_model_end_to_end_through_the_cli_with_a_yaml_config(tmp_path, tiny_model_dir, capsys):
+    from raft_trainer.cli.main import main
+
+    data = tmp_path / "qa.csv"
+    qa_dataset(QA[:3]).to_csv(str(data))
+    recipe = tmp_path / "refine.yaml"
+    recipe.write_text(
+        f"dataset_name: {data}\nrewrite_model: {tiny_model_dir}\noutput_dir: {tmp_path / 'out'}\n"
+        "similarity_threshold: 0.0\nfusion_rounds: 2\nrewrite_max_new_tokens: 6\nfusion_max_new_tokens: 6\n"
+        "judge_max_new_tokens: 3\nrewrite_temperature: 0.8\nbatch_size: 2\n"
+    )
+    main(["refine", "--config", str(recipe), "--fusion_rounds", "1"])
+    rows = read_jsonl(tmp_path / "out" / "refined.jsonl")
+    assert [r["id"] for r in rows] == ["q0", "q1", "q2"]
+    assert all(r["provenance"]["status"] == "accepted" and r["provenance"]["fusion_rounds"] == 1 for r in rows)
+    assert rows[0]["provenance"]["models"]["rewrite"] == tiny_model_dir
+    assert "refined 3 rows" in capsys.readouterr().out
+
+
+def test_killed_twice_at_random_points_then_resumed_equals_an_uninterrupted_run(tmp_path, tiny_model_dir):
+    import os
+    import random
+    import subprocess
+    import sys
+    import time
+
+    script = os.path.join(os.path.dirname(__file__), "refine_run.py")
+
+    def start(output_dir):
+        return subprocess.Popen([sys.executable, script, tiny_model_dir, str(output_dir)], stdout=subprocess.DEVNULL,
+                                stderr=subprocess.PIPE)  # fmt: skip
+
+    reference = start(tmp_path / "reference")
+    assert reference.wait(timeout=300) == 0, reference.stderr.read().decode()[-3000:]
+    expected = (tmp_path / "reference" / "refined.jsonl").read_bytes()
+    assert expected.count(b"\n") == 30
+
+    seed = random.randrange(10**6)
+    rng = random.Random(seed)
+    output = tmp_path / "killed"
+    kills = []
+    for _ in range(2):
+        process = start(output)
+        done_before = (
+            (output / "refined.jsonl").read_bytes().count(b"\n") if (output / "refined.jsonl").exists() else 0
+        )
+        target = rng.randint(done_before + 1, 26)
+        while process.poll() is None:
+            path = output / "refined.jsonl"
+            if path.exists() and path.read_bytes().count(b"\n") >= target:
+                time.sleep(rng.uniform(0, 0.05))
+                break
+            time.sleep(0.002)
+        process.kill()  # SIGKILL
+        process.wait()
+        kills.append((output / "refined.jsonl").read_bytes().count(b"\n"))
+    assert all(0 < k < 30 for k in kills), f"seed {seed}: the kills did not land mid-run ({kills})"
+    final = start(output)
+    assert final.wait(timeout=300) == 0, final.stderr.read().decode()[-3000:]
+    assert (output / "refined.jsonl").read_bytes() == expected, f"seed {seed}, rows at the kills: {kills}"
+    summary = json.loads((output / "summary.json").read_text())
+    assert summary["rows_refined"] == 30 and summary["rows_this_run"] == 30 - kills[-1]
+
+
+@pytest.mark.parametrize(
+    "recipe", sorted((__import__("pathlib").Path(__file__).parents[1] / "examples" / "refine").glob("*.yaml"))
+)
+def test_shipped_refine_configs_parse(recipe):
+    from raft_trainer.cli.refine import make_parser
+
+    (config,) = make_parser().parse_args_and_config(args=["--config", str(recipe)])
+    assert isinstance(config, RefineConfig) and config.output_dir.startswith("runs/")
+    if "served" in recipe.name:
+        assert config.stop_sequences == [] and len(config.judge_models) == 2 and "@http" in config.fusion_model
