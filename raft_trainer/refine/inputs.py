@@ -96,7 +96,7 @@ def read_rows(dataset, config: RefineConfig) -> tuple[list[RefineRow], list[dict
         question, answer = _text(question_value, "user"), _text(answer_value, "assistant")
         reason = _skip_reason(question_value, question, answer_value, answer, config.max_input_chars)
         if reason is None and row_id in seen:
-            reason = f"duplicate id {row_id!r}"
+            reason = f"duplicate id ({row_id!r} appeared before)"
         if reason is not None:
             skipped.append({"id": row_id, "row": index, "reason": reason})
             continue
