@@ -3,6 +3,12 @@
 from __future__ import annotations
 
 import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
 
 import pytest
 
@@ -85,3 +91,45 @@ def plain_dataset():
         ("Who wrote the contract law ?", "The court ruled that the contract was void ."),
     ] * 2
     return Dataset.from_dict({"prompt": [p for p, _ in rows], "completion": [" " + c for _, c in rows]})
+
+
+@pytest.fixture(scope="session")
+def served_model(tiny_model_dir, tmp_path_factory):
+    """`transformers serve` on 127.0.0.1 with the tiny model, stopped (process group) at the end."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    log = tmp_path_factory.mktemp("serve") / "serve.log"
+    executable = os.path.join(os.path.dirname(sys.executable), "transformers")
+    command = [executable, "serve", tiny_model_dir, "--host", "127.0.0.1", "--port", str(port), "--device", "cpu",
+               "--dtype", "float32", "--no-continuous-batching"]  # fmt: skip
+    with open(log, "wb") as out:
+        process = subprocess.Popen(
+            command,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            env={**os.environ, "HF_HUB_OFFLINE": "1"},
+            start_new_session=True,
+        )
+    url = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.time() + 180
+        while True:
+            if process.poll() is not None:
+                raise RuntimeError(f"transformers serve exited:\n{log.read_text()[-2000:]}")
+            try:
+                with urllib.request.urlopen(url + "/health", timeout=1) as reply:
+                    if reply.status == 200:
+                        break
+            except OSError:
+                if time.time() > deadline:
+                    raise TimeoutError(f"transformers serve not ready:\n{log.read_text()[-2000:]}") from None
+                time.sleep(0.3)
+        yield f"{tiny_model_dir}@{url}/v1"
+    finally:
+        os.killpg(process.pid, signal.SIGTERM)
+        try:
+            process.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            os.killpg(process.pid, signal.SIGKILL)
+            process.wait()

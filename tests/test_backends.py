@@ -4,14 +4,8 @@ a real `transformers serve`), vLLM's import error, and spec parsing."""
 from __future__ import annotations
 
 import json
-import os
-import signal
 import socket
-import subprocess
-import sys
 import threading
-import time
-import urllib.request
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
@@ -163,48 +157,6 @@ def test_http_unreachable_server_is_a_backend_error():
     )
     with pytest.raises(BackendError, match="URLError"):
         backend.generate(["x"], SamplingSettings())
-
-
-@pytest.fixture(scope="module")
-def served_model(tiny_model_dir, tmp_path_factory):
-    """`transformers serve` on 127.0.0.1 with the tiny model, stopped (process group) at the end."""
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    log = tmp_path_factory.mktemp("serve") / "serve.log"
-    executable = os.path.join(os.path.dirname(sys.executable), "transformers")
-    command = [executable, "serve", tiny_model_dir, "--host", "127.0.0.1", "--port", str(port), "--device", "cpu",
-               "--dtype", "float32", "--no-continuous-batching"]  # fmt: skip
-    with open(log, "wb") as out:
-        process = subprocess.Popen(
-            command,
-            stdout=out,
-            stderr=subprocess.STDOUT,
-            env={**os.environ, "HF_HUB_OFFLINE": "1"},
-            start_new_session=True,
-        )
-    url = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.time() + 180
-        while True:
-            if process.poll() is not None:
-                raise RuntimeError(f"transformers serve exited:\n{log.read_text()[-2000:]}")
-            try:
-                with urllib.request.urlopen(url + "/health", timeout=1) as reply:
-                    if reply.status == 200:
-                        break
-            except OSError:
-                if time.time() > deadline:
-                    raise TimeoutError(f"transformers serve not ready:\n{log.read_text()[-2000:]}") from None
-                time.sleep(0.3)
-        yield f"{tiny_model_dir}@{url}/v1"
-    finally:
-        os.killpg(process.pid, signal.SIGTERM)
-        try:
-            process.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            os.killpg(process.pid, signal.SIGKILL)
-            process.wait()
 
 
 def test_openai_backend_against_a_real_transformers_serve(served_model, local_backend):

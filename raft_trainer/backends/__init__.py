@@ -117,6 +117,30 @@ class BackendOptions:
     api: str = "chat"
 
 
+def _arg(text: str, default):
+    return field(default=default, metadata={"help": text})
+
+
+@dataclass
+class BackendArguments:
+    """The backend settings as command-line/YAML fields, shared by `RefineConfig` and `EvalConfig`."""
+
+    dtype: str = _arg("Local models: auto, bfloat16, float16 or float32.", "auto")
+    generation_batch_size: int = _arg("Local models: prompts per generate call.", 8)
+    device: str | None = _arg("Local models: device (default: first GPU, else CPU).", None)
+    api_key_env: str = _arg("HTTP backends: environment variable that holds the API key.", "OPENAI_API_KEY")
+    max_concurrency: int = _arg("HTTP backends: requests in flight.", 8)
+    request_timeout: float = _arg("HTTP backends: seconds per request.", 120.0)
+    max_retries: int = _arg("HTTP backends: retries per request (exponential backoff).", 4)
+    api: str = _arg("HTTP backends: 'chat' or 'completions'.", "chat")
+
+    def backend_options(self) -> BackendOptions:
+        return BackendOptions(
+            dtype=self.dtype, batch_size=self.generation_batch_size, device=self.device, api_key_env=self.api_key_env,
+            max_concurrency=self.max_concurrency, timeout=self.request_timeout, max_retries=self.max_retries, api=self.api,
+        )  # fmt: skip
+
+
 def load_backend(spec: str, options: BackendOptions | None = None) -> GenerationBackend:
     """Build the backend a spec string names (see the module docstring)."""
     options = options or BackendOptions()
@@ -148,6 +172,6 @@ class BackendPool:
 
 
 __all__ = [
-    "BackendError", "BackendOptions", "BackendPool", "Generation", "GenerationBackend", "Prompt", "SamplingSettings",
+    "BackendArguments", "BackendError", "BackendOptions", "BackendPool", "Generation", "GenerationBackend", "Prompt", "SamplingSettings",
     "as_messages", "as_plain_text", "cut_at_stop", "is_chat", "load_backend",
 ]  # fmt: skip

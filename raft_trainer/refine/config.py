@@ -4,18 +4,18 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field, fields
 
-from ..backends import BackendOptions
+from ..backends import BackendArguments
 
 DEFAULT_EMBEDDING_MODEL = "sentence-transformers/all-MiniLM-L6-v2"
 DEFAULT_STOP = ("\nQuestion:", "\nReference answer:", "\n\n\n")
 
 
 def _help(text: str, **kwargs):
-    return field(metadata={"help": text}, **kwargs)
+    return field(metadata={"help": text}, **kwargs)  # the `help` is the field's documentation (argparse, docs)
 
 
 @dataclass
-class RefineConfig:
+class RefineConfig(BackendArguments):
     """Stage 1 of RAFT: rewrite ỹ ~ p_θ(·|x, y), keep ỹ if cos(φ(y), φ(ỹ)) ≥ τ, fuse y and ỹ into ŷ with judges.
 
     Each field's `help` is its documentation (`raft refine --help`, `docs/refinement.md`). Models are backend specs
@@ -85,16 +85,6 @@ class RefineConfig:
         default_factory=lambda: list(DEFAULT_STOP),
     )  # fmt: skip
 
-    # > Backends
-    dtype: str = _help("Local models: auto, bfloat16, float16 or float32.", default="auto")
-    generation_batch_size: int = _help("Local models: prompts per generate call.", default=8)
-    device: str | None = _help("Local models: device (default: first GPU, else CPU).", default=None)
-    api_key_env: str = _help("HTTP backends: environment variable that holds the API key.", default="OPENAI_API_KEY")
-    max_concurrency: int = _help("HTTP backends: requests in flight.", default=8)
-    request_timeout: float = _help("HTTP backends: seconds per request.", default=120.0)
-    max_retries: int = _help("HTTP backends: retries per request (exponential backoff).", default=4)
-    api: str = _help("HTTP backends: 'chat' or 'completions'.", default="chat")
-
     def __post_init__(self):
         if not 0.0 <= self.similarity_threshold <= 1.0:
             raise ValueError(f"similarity_threshold (τ) must be in [0, 1], got {self.similarity_threshold}.")
@@ -107,12 +97,6 @@ class RefineConfig:
         if isinstance(self.judge_models, str):
             self.judge_models = [self.judge_models]
         self.stop_sequences = [s.encode().decode("unicode_escape") if "\\" in s else s for s in self.stop_sequences]
-
-    def backend_options(self) -> BackendOptions:
-        return BackendOptions(
-            dtype=self.dtype, batch_size=self.generation_batch_size, device=self.device, api_key_env=self.api_key_env,
-            max_concurrency=self.max_concurrency, timeout=self.request_timeout, max_retries=self.max_retries, api=self.api,
-        )  # fmt: skip
 
     def outcome_fields(self) -> dict:
         """The settings that change the refined rows; a resumed run must match them."""

@@ -12,7 +12,10 @@ REQUIRED_FIELDS = {
     "rewrite": ("{question}", "{answer}"),
     "fusion": ("{question}", "{answer}", "{rewrite}"),
     "judge": ("{question}", "{answer}", "{candidate}"),
+    "domain_judge": ("{question}", "{answer}", "{candidate}"),
 }
+BUNDLED_IN = {"rewrite": "raft_trainer.refine", "fusion": "raft_trainer.refine", "judge": "raft_trainer.refine",
+              "domain_judge": "raft_trainer.eval"}  # fmt: skip
 
 
 @dataclass(frozen=True)
@@ -31,9 +34,9 @@ class PromptTemplate:
 
 
 def load_prompt(role: str, path: str | None = None) -> PromptTemplate:
-    """The `role` template (`rewrite`, `fusion` or `judge`) from `path`, or the bundled default."""
+    """The `role` template (`rewrite`, `fusion`, `judge`, `domain_judge`) from `path`, or the bundled default."""
     if path is None:
-        source = resources.files("raft_trainer.refine") / "prompts" / f"{role}.txt"
+        source = resources.files(BUNDLED_IN[role]) / "prompts" / f"{role}.txt"
         text, stem = source.read_text(encoding="utf-8"), role
     else:
         text, stem = Path(path).read_text(encoding="utf-8"), Path(path).stem

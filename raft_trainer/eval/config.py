@@ -1,0 +1,91 @@
+"""`EvalConfig`: every option of `raft eval` (flags and YAML keys), documented once in each field's help."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from ..backends import BackendArguments
+
+METRICS = ("domain", "probes", "ifeval", "perplexity", "drift")
+
+
+def _help(text: str, **kwargs):
+    return field(metadata={"help": text}, **kwargs)
+
+
+@dataclass
+class EvalConfig(BackendArguments):
+    """Both sides of the trade-off for one or several checkpoints and the base model, side by side.
+
+    Each field's `help` is its documentation (`raft eval --help`, `docs/evaluation.md`).
+    """
+
+    models: list[str] = _help(
+        "Checkpoints to score, as name=path (or a path; its folder name is the name).", default_factory=list
+    )
+    base_model: str | None = _help(
+        "The original model, scored as 'base' (default: the embedded Gemma 3 270M).", default=None
+    )
+    baseline: str | None = _help(
+        "Name of the model domain gains are relative to (e.g. sft); default: base.", default=None
+    )
+    metrics: list[str] = _help(f"Metrics to run, among {', '.join(METRICS)}.", default_factory=lambda: list(METRICS))
+    limit: int | None = _help("Use only the first N items of every evaluation set (quick runs).", default=None)
+    output_dir: str = _help(
+        "Folder for eval_results.json, eval_results.md and eval_tradeoff.png.", default="runs/eval"
+    )
+    plot: bool = _help("Plot domain accuracy against mean general retention (needs matplotlib).", default=True)
+
+    # > Domain accuracy
+    domain_dataset: str | None = _help(
+        "Held-out domain QA file or dataset name (default: the bundled example).", default=None
+    )
+    dataset_config: str | None = _help("Dataset configuration name (for named datasets).", default=None)
+    dataset_split: str = _help("Split of the domain dataset.", default="train")
+    question_column: str | None = _help(
+        "Question column (default: question, else prompt, else messages).", default=None
+    )
+    answer_column: str | None = _help("Gold answer column (default: answer, else completion).", default=None)
+    id_column: str | None = _help("Row id column (default: id if present, else the row number).", default=None)
+    output_format: str = _help(
+        "Prompt format for question/answer data: 'conversational' or 'plain'.", default="conversational"
+    )
+    plain_prompt_template: str = _help(
+        "Plain prompt for output_format=plain.", default="Question: {question}\nAnswer:"
+    )
+    max_input_chars: int = _help("Domain rows longer than this (question + answer) are skipped.", default=8000)
+    judge_models: list[str] = _help(
+        "LLM judges (backend specs); majority vote per answer. Empty: no judge.", default_factory=list
+    )
+    judge_prompt_file: str | None = _help("Judge prompt file (default: bundled domain_judge.txt).", default=None)
+    max_new_tokens: int = _help("Token cap of a domain answer.", default=128)
+    stop_sequences: list[str] = _help(
+        "Answers are cut before the first of these (base models keep writing otherwise). Empty: rely on EOS.",
+        default_factory=lambda: ["\nQuestion:", "\n\n\n"],
+    )  # fmt: skip
+
+    # > General ability
+    ifeval_dataset: str | None = _help(
+        "IFEval-format prompts: a JSONL file or a dataset name such as google/IFEval (default: bundled 20).",
+        default=None,
+    )
+    ifeval_max_new_tokens: int = _help("Token cap of an IFEval response.", default=256)
+    probes_file: str | None = _help(
+        "General probes JSONL (question, answer, aliases, category); default: bundled 28.", default=None
+    )
+    general_text_file: str | None = _help(
+        "Held-out general text for perplexity and drift (paragraphs); default: bundled.", default=None
+    )
+    max_length: int = _help("Tokens per paragraph for perplexity and drift.", default=256)
+
+    def __post_init__(self):
+        unknown = sorted(set(self.metrics) - set(METRICS))
+        if unknown:
+            raise ValueError(f"Unknown metrics {unknown}; choose among {list(METRICS)}.")
+        if isinstance(self.judge_models, str):
+            self.judge_models = [self.judge_models]
+        self.stop_sequences = [s.encode().decode("unicode_escape") if "\\" in s else s for s in self.stop_sequences]
+
+    @property
+    def max_rows(self) -> int | None:  # the name `refine.inputs.read_rows` reads
+        return self.limit

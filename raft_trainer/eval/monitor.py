@@ -1,0 +1,60 @@
+"""`ForgettingMonitorCallback`: a cheap forgetting check during training (drift KL from the original model on general
+text, and a few few-shot probes), logged with the trainer's other metrics every `every_n_steps` steps."""
+
+from __future__ import annotations
+
+import logging
+
+import torch
+from transformers import TrainerCallback
+
+from ..backends import SamplingSettings
+from ..backends.local import TransformersBackend
+from .likelihood import drift_kl, eval_mode
+from .probes import bundled, probe_correct, probe_prompt, read_jsonl, read_paragraphs
+
+logger = logging.getLogger(__name__)
+
+
+class ForgettingMonitorCallback(TrainerCallback):
+    """Log `forgetting/drift_kl` and `forgetting/probe_accuracy` every `every_n_steps` optimizer steps.
+
+    Args:
+        trainer (`Trainer`): the trainer to monitor (its model, tokenizer and `log`).
+        every_n_steps (`int`, defaults to `50`).
+        reference_model (`PreTrainedModel`, *optional*): the original model for drift. Default: RAFTTrainer's frozen
+            teacher, else the adapter-disabled base of a PEFT model; without either, drift is not logged.
+        num_probes (`int`, defaults to `8`): how many bundled probes (or of `probes`) to ask.
+        probes (`list[dict]`, *optional*): `{"question", "answer", "aliases"}` items; default: the bundled probes.
+        texts (`list[str]`, *optional*): general text for drift; default: the bundled paragraphs.
+
+    Example: `trainer.add_callback(ForgettingMonitorCallback(trainer, every_n_steps=100))`.
+    """
+
+    def __init__(
+        self, trainer, every_n_steps: int = 50, reference_model=None, num_probes: int = 8, probes=None, texts=None
+    ):
+        self.trainer, self.every_n_steps = trainer, every_n_steps
+        self.reference_model = reference_model if reference_model is not None else getattr(trainer, "teacher", None)
+        self.probes = (probes or read_jsonl(bundled("general_probes.jsonl")))[:num_probes]
+        self.texts = texts or read_paragraphs(bundled("general_text.txt"))
+
+    def on_step_end(self, args, state, control, **kwargs):
+        if state.global_step % self.every_n_steps == 0:
+            self.trainer.log(self.measure())
+
+    def measure(self) -> dict[str, float]:
+        model = self.trainer.accelerator.unwrap_model(self.trainer.model)
+        tokenizer = getattr(self.trainer.processing_class, "tokenizer", self.trainer.processing_class)
+        metrics, padding_side = {}, tokenizer.padding_side
+        with eval_mode(model), torch.no_grad():
+            if self.reference_model is not None or hasattr(model, "disable_adapter"):
+                metrics["forgetting/drift_kl"] = drift_kl(model, self.reference_model, tokenizer, self.texts)
+            backend = TransformersBackend(model, tokenizer)
+            replies = backend.generate(
+                [probe_prompt(p["question"]) for p in self.probes], SamplingSettings(12, stop=("\n",))
+            )
+            hits = [probe_correct(r.text, p["answer"], p.get("aliases")) for r, p in zip(replies, self.probes)]
+            metrics["forgetting/probe_accuracy"] = sum(hits) / len(hits)
+        tokenizer.padding_side = padding_side  # the backend pads on the left; training keeps its own side
+        return metrics

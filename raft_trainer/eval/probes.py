@@ -1,0 +1,51 @@
+"""General probes: few-shot questions with short verifiable answers (knowledge, arithmetic, simple reasoning) that a
+base model answers; plus the bundled evaluation files and how to read them."""
+
+from __future__ import annotations
+
+import json
+from importlib import resources
+from pathlib import Path
+
+from .domain import normalize_answer
+
+FEW_SHOT = (
+    "Answer each question with a short answer.\n\n"
+    "Q: What is the capital of Canada?\nA: Ottawa\n\n"
+    "Q: What is 3 + 4?\nA: 7\n\n"
+    "Q: What colour is a clear daytime sky?\nA: Blue\n\n"
+)
+
+
+def bundled(name: str) -> str:
+    """Path of a file shipped in `raft_trainer/eval/data/`."""
+    return str(resources.files("raft_trainer.eval") / "data" / name)
+
+
+def read_jsonl(path: str) -> list[dict]:
+    with open(path, encoding="utf-8") as f:
+        return [json.loads(line) for line in f if line.strip()]
+
+
+def read_paragraphs(path: str) -> list[str]:
+    """Blank-line-separated paragraphs of a text file."""
+    return [p.strip() for p in Path(path).read_text(encoding="utf-8").split("\n\n") if p.strip()]
+
+
+def probe_prompt(question: str) -> str:
+    """The few-shot prompt for one probe (plain text: base and chat models alike answer after `A:`)."""
+    return f"{FEW_SHOT}Q: {question}\nA:"
+
+
+def probe_correct(response: str, answer: str, aliases: list[str] | None = None) -> bool:
+    """The first line of the response, normalised, equals or starts with the answer or an alias (as whole words).
+
+    ```python
+    >>> probe_correct(" Paris.\\nQ: next", "Paris"), probe_correct("Tokyo, Japan", "Kyoto"), probe_correct("4", "four", ["4"])
+    (True, False, True)
+
+    ```
+    """
+    first = normalize_answer(response.strip().split("\n", 1)[0])
+    targets = [normalize_answer(t) for t in [answer, *(aliases or [])]]
+    return any(t and (first == t or first.startswith(t + " ")) for t in targets)

@@ -1,0 +1,105 @@
+"""Retention (checkpoint ÷ base, for every general metric) and domain gain (relative to a baseline), written as JSON,
+a markdown table and a plot of domain accuracy against mean general retention."""
+
+from __future__ import annotations
+
+import os
+from statistics import mean
+
+from ..refine.store import write_json_atomic, write_text_atomic
+
+HIGHER_IS_BETTER = ("probe_accuracy", "ifeval_prompt_accuracy", "ifeval_instruction_accuracy")
+LOWER_IS_BETTER = ("perplexity",)
+DOMAIN_METRICS = ("domain_judge_accuracy", "domain_f1", "domain_exact_match")
+
+
+def retention(score: float | None, base: float | None, lower_is_better: bool = False) -> float | None:
+    """checkpoint ÷ base (base ÷ checkpoint for perplexity): 1.0 = nothing lost.
+
+    ```python
+    >>> retention(0.45, 0.5), retention(12.0, 10.0, lower_is_better=True), retention(0.3, 0.0)
+    (0.9, 0.8333333333333334, None)
+
+    ```
+    """
+    if score is None or base is None:
+        return None
+    numerator, denominator = (base, score) if lower_is_better else (score, base)
+    return numerator / denominator if denominator else None
+
+
+def relative_gain(score: float | None, baseline: float | None) -> float | None:
+    """(score − baseline) ÷ baseline, the paper's "relative gain over SFT"."""
+    return (score - baseline) / baseline if score is not None and baseline else None
+
+
+def add_relative_scores(results: dict, baseline: str = "base") -> dict:
+    """Add `retention` (per general metric, and their mean) and `domain_gain` (vs `baseline`) to every model."""
+    if baseline not in results:
+        raise ValueError(f"baseline {baseline!r} is not among the models {list(results)}.")
+    base, reference = results["base"]["scores"], results[baseline]["scores"]
+    for entry in results.values():
+        scores = entry["scores"]
+        kept = {m: retention(scores.get(m), base.get(m)) for m in HIGHER_IS_BETTER if m in scores}
+        kept.update({m: retention(scores.get(m), base.get(m), True) for m in LOWER_IS_BETTER if m in scores})
+        readable = [v for v in kept.values() if v is not None]
+        entry["retention"] = {**kept, "mean": mean(readable) if readable else None}
+        entry["domain_gain"] = {
+            m: relative_gain(scores.get(m), reference.get(m)) for m in DOMAIN_METRICS if m in scores
+        }
+    return {"baseline": baseline, "models": results}
+
+
+def _cell(value) -> str:
+    return "—" if value is None else f"{value:.4g}" if isinstance(value, float) else str(value)
+
+
+def markdown_table(report: dict) -> str:
+    """One row per model: domain scores, general scores, retention, drift."""
+    models = report["models"]
+    hidden = ("/", "unreadable", "unsupported", "scored")  # per-category and count fields stay in the JSON
+    score_keys = sorted({k for e in models.values() for k in e["scores"] if not any(h in k for h in hidden)})
+    retention_keys = sorted({k for e in models.values() for k in e["retention"]})
+    header = ["model", *score_keys, *(f"retention {k}" for k in retention_keys), "seconds"]
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    for name, entry in models.items():
+        cells = [name, *(_cell(entry["scores"].get(k)) for k in score_keys),
+                 *(_cell(entry["retention"].get(k)) for k in retention_keys), _cell(entry["seconds"])]  # fmt: skip
+        lines.append("| " + " | ".join(cells) + " |")
+    return (
+        "\n".join(lines)
+        + f"\n\nDomain gains are relative to `{report['baseline']}`; retention is relative to `base`.\n"
+    )
+
+
+def plot_tradeoff(report: dict, path: str) -> bool:
+    """Domain accuracy (judge accuracy, else F1) against mean general retention, one point per model."""
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        return False
+    figure, axes = plt.subplots(figsize=(5, 4))
+    for name, entry in report["models"].items():
+        domain = next((entry["scores"][m] for m in DOMAIN_METRICS if entry["scores"].get(m) is not None), None)
+        if domain is None or entry["retention"]["mean"] is None:
+            continue
+        axes.scatter(entry["retention"]["mean"], domain)
+        axes.annotate(name, (entry["retention"]["mean"], domain), textcoords="offset points", xytext=(4, 4))
+    axes.set_xlabel("general ability retained (mean, base = 1)")
+    axes.set_ylabel("domain accuracy")
+    axes.grid(alpha=0.3)
+    figure.tight_layout()
+    figure.savefig(path, dpi=120)
+    plt.close(figure)
+    return True
+
+
+def write_report(report: dict, output_dir: str, plot: bool = True) -> None:
+    os.makedirs(output_dir, exist_ok=True)
+    write_json_atomic(os.path.join(output_dir, "eval_results.json"), report)
+    write_text_atomic(os.path.join(output_dir, "eval_results.md"), markdown_table(report))
+    if plot and not plot_tradeoff(report, os.path.join(output_dir, "eval_tradeoff.png")):
+        print("raft eval: matplotlib is not installed; no plot (pip install matplotlib)")

@@ -1,0 +1,157 @@
+"""`evaluate()`: score the base model and each checkpoint on every requested metric, then add retention and gains."""
+
+from __future__ import annotations
+
+import logging
+import os
+import time
+from dataclasses import dataclass, field
+from statistics import mean
+
+from ..backends import BackendPool, GenerationBackend, SamplingSettings
+from ..backends.local import TransformersBackend
+from ..refine.prompts import load_prompt
+from .config import EvalConfig
+from .domain import exact_match, majority_vote, parse_verdict, token_f1
+from .instructions import score_instructions
+from .likelihood import drift_kl, eval_mode, perplexity
+from .probes import bundled, probe_correct, probe_prompt, read_jsonl, read_paragraphs
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass
+class EvalData:
+    """Every evaluation set, read once and shared by all models."""
+
+    domain_rows: list = field(default_factory=list)
+    ifeval: list[dict] = field(default_factory=list)
+    probes: list[dict] = field(default_factory=list)
+    general_text: list[str] = field(default_factory=list)
+
+    @classmethod
+    def load(cls, config: EvalConfig) -> EvalData:
+        from ..data import load_data
+        from ..refine.inputs import read_rows
+
+        limit = config.limit
+        rows, skipped = read_rows(
+            load_data(config.domain_dataset, config.dataset_config, config.dataset_split), config
+        )
+        if skipped:
+            logger.warning("domain set: %d rows skipped (%s)", len(skipped), skipped[0]["reason"])
+        ifeval_source = config.ifeval_dataset or bundled("ifeval_prompts.jsonl")
+        ifeval = (
+            read_jsonl(ifeval_source)
+            if os.path.isfile(ifeval_source)
+            else list(load_data(ifeval_source, split="train"))
+        )
+        probes = read_jsonl(config.probes_file or bundled("general_probes.jsonl"))
+        text = read_paragraphs(config.general_text_file or bundled("general_text.txt"))
+        return cls(rows[:limit], ifeval[:limit], probes[:limit], text[:limit])
+
+
+def domain_scores(
+    model: GenerationBackend, data: EvalData, judges: list[GenerationBackend], config: EvalConfig
+) -> dict:
+    """Exact match and token F1 against the gold answers, and the judges' majority verdict."""
+    settings = SamplingSettings(config.max_new_tokens, stop=tuple(config.stop_sequences))
+    answers = [g.text for g in model.generate([r.prompt for r in data.domain_rows], settings)]
+    golds = [r.answer for r in data.domain_rows]
+    scores = {
+        "domain_exact_match": mean(map(exact_match, answers, golds)),
+        "domain_f1": mean(map(token_f1, answers, golds)),
+    }
+    if judges:
+        template = load_prompt("domain_judge", config.judge_prompt_file)
+        prompts = [
+            template.render(question=r.question, answer=r.answer, candidate=a)
+            for r, a in zip(data.domain_rows, answers)
+        ]
+        judge_settings = SamplingSettings(8, stop=("\n",) if config.stop_sequences else ())
+        verdicts = [[parse_verdict(g.text) for g in judge.generate(prompts, judge_settings)] for judge in judges]
+        votes = [majority_vote(list(v)) for v in zip(*verdicts)]
+        readable = [v for v in votes if v is not None]
+        scores["domain_judge_accuracy"] = mean(readable) if readable else None
+        scores["domain_judge_unreadable"] = len(votes) - len(readable)
+    return scores
+
+
+def general_scores(model: GenerationBackend, data: EvalData, config: EvalConfig) -> dict:
+    """IFEval-style accuracy and few-shot probe accuracy (generation metrics)."""
+    scores = {}
+    if "probes" in config.metrics and data.probes:
+        replies = model.generate(
+            [probe_prompt(p["question"]) for p in data.probes], SamplingSettings(12, stop=("\n",))
+        )
+        hits = [probe_correct(r.text, p["answer"], p.get("aliases")) for r, p in zip(replies, data.probes)]
+        scores["probe_accuracy"] = mean(hits)
+        for category in sorted({p.get("category", "general") for p in data.probes}):
+            picked = [h for h, p in zip(hits, data.probes) if p.get("category", "general") == category]
+            scores[f"probe_accuracy/{category}"] = mean(picked)
+    if "ifeval" in config.metrics and data.ifeval:
+        replies = model.generate([e["prompt"] for e in data.ifeval], SamplingSettings(config.ifeval_max_new_tokens))
+        result = score_instructions([r.text for r in replies], data.ifeval)
+        scores.update({f"ifeval_{k}": v for k, v in result.items()})
+    return scores
+
+
+def likelihood_scores(
+    model: TransformersBackend, base: TransformersBackend, data: EvalData, config: EvalConfig
+) -> dict:
+    """Perplexity on general text and drift KL(base ‖ model) on general text and probe prompts."""
+    scores = {}
+    with eval_mode(model.model, base.model):
+        if "perplexity" in config.metrics and data.general_text:
+            scores["perplexity"] = perplexity(
+                model.model, model.tokenizer, data.general_text, max_length=config.max_length
+            )
+        if "drift" in config.metrics:
+            texts = data.general_text + [probe_prompt(p["question"]) for p in data.probes]
+            scores["drift_kl"] = (
+                0.0
+                if model is base
+                else drift_kl(model.model, base.model, model.tokenizer, texts, max_length=config.max_length)
+            )
+    return scores
+
+
+def parse_model_list(models: list[str]) -> dict[str, str]:
+    """`name=path` (or a bare path, named by its folder) -> {name: path}."""
+    named = {}
+    for item in models:
+        name, sep, path = item.partition("=")
+        name, path = (name, path) if sep else (os.path.basename(os.path.normpath(item)), item)
+        if name in named or name == "base":
+            raise ValueError(f"Model name {name!r} is used twice (or is 'base'); name them as name=path.")
+        named[name] = path
+    return named
+
+
+def evaluate(config: EvalConfig, *, backends: BackendPool | None = None) -> dict:
+    """Score `config.base_model` as `base` and every checkpoint; returns (and writes) the report."""
+    from tqdm.auto import tqdm
+
+    from ..default_model import default_model_path
+    from .report import add_relative_scores, write_report
+
+    backends = backends or BackendPool(config.backend_options())
+    data = EvalData.load(config)
+    judges = [backends.get(spec) for spec in config.judge_models] if "domain" in config.metrics else []
+    specs = {"base": config.base_model or default_model_path(), **parse_model_list(config.models)}
+    base = backends.get(specs["base"])
+    results = {}
+    for name, spec in tqdm(specs.items(), desc="raft eval", unit="model"):
+        start = time.perf_counter()
+        model = base if name == "base" else backends.get(spec)
+        scores = domain_scores(model, data, judges, config) if "domain" in config.metrics and data.domain_rows else {}
+        scores.update(general_scores(model, data, config))
+        if isinstance(model, TransformersBackend) and isinstance(base, TransformersBackend):
+            scores.update(likelihood_scores(model, base, data, config))
+        results[name] = {"path": spec, "scores": scores, "seconds": round(time.perf_counter() - start, 2)}
+    report = add_relative_scores(results, baseline=config.baseline or "base")
+    report["sizes"] = {"domain": len(data.domain_rows), "ifeval": len(data.ifeval), "probes": len(data.probes),
+                       "general_paragraphs": len(data.general_text)}  # fmt: skip
+    report["judges"] = [j.name for j in judges]
+    write_report(report, config.output_dir, plot=config.plot)
+    return report

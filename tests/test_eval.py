@@ -1,0 +1,193 @@
+"""`raft eval`: each metric on hand-made cases with known answers, retention and drift of an identical and a damaged
+checkpoint, judges served by a real `transformers serve`, the forgetting monitor in a RAFTTrainer run, and the CLI."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+from refine_helpers import ScriptedBackend
+
+from raft_trainer.backends import BackendPool
+from raft_trainer.eval import EvalConfig, ForgettingMonitorCallback, evaluate
+from raft_trainer.eval.domain import exact_match, majority_vote, parse_verdict, token_f1
+from raft_trainer.eval.instructions import follows, score_instructions
+from raft_trainer.eval.likelihood import masked_mean_kl
+from raft_trainer.eval.report import relative_gain, retention
+
+
+def test_exact_match_and_f1_on_known_cases():
+    assert exact_match("The Paris.", "paris") == 1.0 and exact_match("Paris, France", "Paris") == 0.0
+    assert token_f1("Paris", "Paris") == 1.0 and token_f1("Lyon", "Paris") == 0.0
+    assert token_f1("capital is Paris", "the capital of France is Paris") == pytest.approx(2 * 1 * 0.6 / 1.6)
+
+
+def test_judge_verdicts_and_majority_vote():
+    assert [parse_verdict(t) for t in ["yes", "No.", "It is incorrect", "unsure"]] == [True, False, False, None]
+    assert majority_vote([True, True, False]) is True and majority_vote([True, False]) is False
+    assert majority_vote([None, True]) is True and majority_vote([None, None]) is None
+
+
+@pytest.mark.parametrize(
+    ("instruction", "kwargs", "good", "bad"),
+    [
+        ("punctuation:no_comma", {}, "no commas here", "one, two"),
+        ("change_case:english_lowercase", {}, "all lower", "Not lower"),
+        ("change_case:english_capital", {}, "ALL CAPS!", "Mixed Case"),
+        (
+            "length_constraints:number_words",
+            {"relation": "less than", "num_words": 4},
+            "three short words",
+            "one two three four",
+        ),
+        ("length_constraints:number_words", {"relation": "at least", "num_words": 3}, "one two three", "one two"),
+        ("length_constraints:number_paragraphs", {"num_paragraphs": 2}, "first\n***\nsecond", "just one"),
+        ("detectable_format:number_bullet_lists", {"num_bullets": 2}, "* a\n* b", "* a\n* b\n* c"),
+        ("detectable_format:title", {}, "<<My Title>>\ntext", "My Title\ntext"),
+        ("detectable_format:json_format", {}, '```json\n{"a": 1}\n```', "{a: 1}"),
+        ("keywords:existence", {"keywords": ["station", "ticket"]}, "The Station sold a ticket.", "The station."),
+        ("keywords:forbidden_words", {"forbidden_words": ["tail"]}, "A dog with a long tale.", "A dog wags its tail."),
+        (
+            "keywords:frequency",
+            {"keyword": "light", "frequency": 2, "relation": "at least"},
+            "light and light",
+            "light",
+        ),
+        ("startend:end_checker", {"end_phrase": "Good luck!"}, "Prepare well. Good luck!", "Good luck! Prepare well."),
+        ("startend:quotation", {}, '"quoted"', 'not "quoted"'),
+        ("detectable_content:postscript", {"postscript_marker": "P.S."}, "Hi.\nP.S. bring cake", "Hi, bring cake"),
+    ],
+)
+def test_each_instruction_check_accepts_and_rejects(instruction, kwargs, good, bad):
+    assert follows(good, instruction, kwargs) is True
+    assert follows(bad, instruction, kwargs) is False
+
+
+def test_instruction_scores_are_prompt_and_instruction_level():
+    examples = [
+        {"instruction_id_list": ["punctuation:no_comma", "change_case:english_lowercase"], "kwargs": [{}, {}]},
+        {"instruction_id_list": ["punctuation:no_comma"], "kwargs": [{}]},
+        {"instruction_id_list": ["language:response_language"], "kwargs": [{"language": "fr"}]},
+    ]
+    result = score_instructions(["no commas But Upper", "fine", "bonjour"], examples)
+    assert result == {
+        "prompt_accuracy": 0.5,
+        "instruction_accuracy": 2 / 3,
+        "prompts_scored": 2,
+        "instructions_unsupported": 1,
+    }
+
+
+def test_kl_is_zero_for_equal_logits_and_matches_a_hand_computation():
+    logits = torch.randn(2, 3, 5)
+    mask = torch.tensor([[1, 1, 0], [1, 0, 0]])
+    assert masked_mean_kl(logits, logits, mask).item() == pytest.approx(0.0, abs=1e-7)
+    p, q = torch.tensor([0.5, 0.5]), torch.tensor([0.9, 0.1])
+    expected = (p * (p / q).log()).sum().item()
+    value = masked_mean_kl(p.log().view(1, 1, 2), q.log().view(1, 1, 2), torch.ones(1, 1)).item()
+    assert value == pytest.approx(expected, rel=1e-6)
+
+
+def test_retention_and_gain():
+    assert retention(0.5, 0.5) == 1.0 and retention(8.0, 10.0, lower_is_better=True) == 1.25
+    assert relative_gain(0.3, 0.2) == pytest.approx(0.5) and relative_gain(0.3, 0.0) is None
+
+
+@pytest.fixture(scope="module")
+def checkpoints(tiny_model_dir, tmp_path_factory):
+    """An identical copy of the tiny base model and a damaged one (noise on every weight)."""
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    root = tmp_path_factory.mktemp("checkpoints")
+    tokenizer = AutoTokenizer.from_pretrained(tiny_model_dir)
+    for name, scale in (("same", 0.0), ("damaged", 0.5)):
+        model = AutoModelForCausalLM.from_pretrained(tiny_model_dir)
+        torch.manual_seed(1)
+        with torch.no_grad():
+            for parameter in model.parameters():
+                parameter.add_(scale * torch.randn_like(parameter))
+        model.save_pretrained(root / name)
+        tokenizer.save_pretrained(root / name)
+    return {"same": str(root / "same"), "damaged": str(root / "damaged")}
+
+
+@pytest.fixture(scope="module")
+def known_probes(tiny_model_dir, tmp_path_factory):
+    """Probes whose expected answers are the base model's own greedy answers: the base scores 1.0 by construction."""
+    from raft_trainer.backends import SamplingSettings
+    from raft_trainer.backends.local import TransformersBackend
+    from raft_trainer.eval.probes import probe_prompt
+
+    questions = ["What is the capital of France ?", "What is two plus two ?", "Which gas do plants absorb ?",
+                 "Who wrote the contract law ?"]  # fmt: skip
+    replies = TransformersBackend(tiny_model_dir).generate(
+        [probe_prompt(q) for q in questions], SamplingSettings(12, stop=("\n",))
+    )
+    path = tmp_path_factory.mktemp("probes") / "probes.jsonl"
+    path.write_text("".join(json.dumps({"question": q, "answer": r.text.split("\n")[0] or "?", "category": "t"}) + "\n"
+                            for q, r in zip(questions, replies)))  # fmt: skip
+    return str(path)
+
+
+def test_identical_checkpoint_retains_everything_and_a_damaged_one_less(
+    tmp_path, tiny_model_dir, checkpoints, known_probes
+):
+    config = EvalConfig(base_model=tiny_model_dir, models=[f"same={checkpoints['same']}", f"damaged={checkpoints['damaged']}"],
+                        metrics=["probes", "perplexity", "drift"], probes_file=known_probes, output_dir=str(tmp_path))  # fmt: skip
+    report = evaluate(config)
+    base, same, damaged = (report["models"][n] for n in ("base", "same", "damaged"))
+    assert base["scores"]["probe_accuracy"] == 1.0
+    assert same["scores"]["drift_kl"] == pytest.approx(0.0, abs=1e-6)
+    assert (
+        same["retention"]["perplexity"] == pytest.approx(1.0, rel=1e-6) and same["retention"]["probe_accuracy"] == 1.0
+    )
+    assert damaged["scores"]["drift_kl"] > 0.01
+    assert damaged["retention"]["perplexity"] < 1.0 and damaged["retention"]["mean"] < same["retention"]["mean"]
+    saved = json.loads((tmp_path / "eval_results.json").read_text())
+    assert saved["models"]["damaged"]["scores"]["drift_kl"] == pytest.approx(damaged["scores"]["drift_kl"])
+    table = (tmp_path / "eval_results.md").read_text()
+    assert table.startswith("| model |") and "| damaged |" in table
+
+
+def test_domain_scores_with_judges_served_by_transformers_serve(tmp_path, tiny_model_dir, served_model):
+    from datasets import Dataset
+
+    data = tmp_path / "domain.jsonl"
+    Dataset.from_dict({"question": ["What is two plus two ?", "What is the capital of France ?"],
+                       "answer": ["Two plus two is four .", "The capital of France is Paris ."]}).to_json(str(data))  # fmt: skip
+    config = EvalConfig(base_model=tiny_model_dir, metrics=["domain"], domain_dataset=str(data), output_format="plain",
+                        judge_models=[served_model, "yes-judge", "yes-judge-2"], stop_sequences=[], max_new_tokens=6,
+                        output_dir=str(tmp_path / "out"), plot=False)  # fmt: skip
+    backends = BackendPool(**{"yes-judge": ScriptedBackend("yes-judge", lambda p: "Yes."),
+                              "yes-judge-2": ScriptedBackend("yes-judge-2", lambda p: "yes")})  # fmt: skip
+    report = evaluate(config, backends=backends)
+    scores = report["models"]["base"]["scores"]
+    assert report["judges"] == [served_model, "yes-judge", "yes-judge-2"]
+    # The tiny served model cannot say yes or no (its vocabulary has neither): two readable yes votes win.
+    assert scores["domain_judge_accuracy"] == 1.0 and scores["domain_judge_unreadable"] == 0
+    assert 0.0 <= scores["domain_f1"] <= 1.0 and scores["domain_exact_match"] == 0.0
+
+
+def test_forgetting_monitor_logs_during_raft_training(tmp_path, tiny_model_dir, plain_dataset):
+    from raft_trainer import RAFTConfig, RAFTTrainer
+
+    args = RAFTConfig(output_dir=str(tmp_path), max_steps=2, per_device_train_batch_size=2, bf16=False, learning_rate=1e-2,
+                      max_completion_length=4, report_to=[], logging_steps=1, save_strategy="no")  # fmt: skip
+    trainer = RAFTTrainer(tiny_model_dir, args=args, train_dataset=plain_dataset)
+    trainer.add_callback(ForgettingMonitorCallback(trainer, every_n_steps=1, num_probes=3))
+    trainer.train()
+    logged = [log for log in trainer.state.log_history if "forgetting/drift_kl" in log]
+    assert [log["step"] for log in logged] == [1, 2]
+    assert all(log["forgetting/drift_kl"] > 0 and 0 <= log["forgetting/probe_accuracy"] <= 1 for log in logged)
+    assert trainer.processing_class.padding_side == "right"
+
+
+def test_cli_writes_json_markdown_and_plot(tmp_path, tiny_model_dir, checkpoints, capsys):
+    pytest.importorskip("matplotlib")
+    from raft_trainer.cli.main import main
+
+    main(["eval", "--base_model", tiny_model_dir, "--models", checkpoints["damaged"], "--metrics", "perplexity", "drift",
+          "--output_dir", str(tmp_path)])  # fmt: skip
+    assert (tmp_path / "eval_tradeoff.png").stat().st_size > 1000
+    assert "| damaged |" in capsys.readouterr().out
