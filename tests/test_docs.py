@@ -30,3 +30,14 @@ def test_every_raft_field_is_documented_in_configuration_and_docstring():
     for name in raft_fields:
         assert f"`{name}`" in page, name
         assert f"{name} (`" in RAFTConfig.__doc__, name
+
+
+def test_every_refine_and_eval_option_is_documented():
+    from raft_trainer.eval import EvalConfig
+    from raft_trainer.refine import RefineConfig
+
+    for config, page in ((RefineConfig, "refinement.md"), (EvalConfig, "evaluation.md")):
+        text = (DOCS / page).read_text()
+        for f in dataclasses.fields(config):
+            assert f"| `{f.name}` |" in text, (page, f.name)
+            assert f.metadata.get("help"), f.name

@@ -86,6 +86,11 @@ def cut_at_stop(text: str, stop: Sequence[str]) -> str:
     return text[: min(cuts)] if cuts else text
 
 
+def decode_escapes(strings: Sequence[str]) -> list[str]:
+    r"""Turn the `\n` and `\t` typed on a command line into real newlines and tabs (stop sequences)."""
+    return [s.replace("\\n", "\n").replace("\\t", "\t") for s in strings]
+
+
 @dataclass(frozen=True)
 class BackendOptions:
     """Settings for the backends `load_backend` builds (one set per run).
@@ -173,5 +178,5 @@ class BackendPool:
 
 __all__ = [
     "BackendArguments", "BackendError", "BackendOptions", "BackendPool", "Generation", "GenerationBackend", "Prompt", "SamplingSettings",
-    "as_messages", "as_plain_text", "cut_at_stop", "is_chat", "load_backend",
+    "as_messages", "as_plain_text", "cut_at_stop", "decode_escapes", "is_chat", "load_backend",
 ]  # fmt: skip

@@ -7,19 +7,15 @@ With no model given it scores the embedded Gemma 3 270M (as `base`) on the bundl
 
 from __future__ import annotations
 
-import sys
+from .errors import exit_on_backend_error
 
 
 def main(config) -> None:
-    from raft_trainer.backends import BackendError
     from raft_trainer.eval import evaluate
     from raft_trainer.eval.report import markdown_table
 
-    try:
+    with exit_on_backend_error("eval"):
         report = evaluate(config)
-    except BackendError as error:
-        print(f"raft eval stopped: {error}", file=sys.stderr)
-        raise SystemExit(1) from None
     print(markdown_table(report))
     print(f"results: {config.output_dir}/eval_results.json, eval_results.md")
 

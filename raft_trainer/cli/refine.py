@@ -6,19 +6,15 @@ fuser and judge, and the offline MiniLM as embedding model. Run it again to resu
 
 from __future__ import annotations
 
-import sys
+from .errors import exit_on_backend_error
 
 
 def main(config) -> None:
-    from raft_trainer.backends import BackendError
     from raft_trainer.refine import refine
     from raft_trainer.refine.summary import format_summary
 
-    try:
+    with exit_on_backend_error("refine"):
         summary = refine(config)
-    except BackendError as error:
-        print(f"raft refine stopped: {error}", file=sys.stderr)
-        raise SystemExit(1) from None
     print(format_summary(summary))
     print(f"refined data: {config.output_dir}/refined.jsonl (train on it with `raft train --dataset_name ...`)")
 

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from ..backends import BackendArguments
+from ..backends import BackendArguments, decode_escapes
+from ..refine.config import QADataArguments
 
 METRICS = ("domain", "probes", "ifeval", "perplexity", "drift")
 
@@ -14,7 +15,7 @@ def _help(text: str, **kwargs):
 
 
 @dataclass
-class EvalConfig(BackendArguments):
+class EvalConfig(BackendArguments, QADataArguments):
     """Both sides of the trade-off for one or several checkpoints and the base model, side by side.
 
     Each field's `help` is its documentation (`raft eval --help`, `docs/evaluation.md`).
@@ -40,20 +41,6 @@ class EvalConfig(BackendArguments):
     domain_dataset: str | None = _help(
         "Held-out domain QA file or dataset name (default: the bundled example).", default=None
     )
-    dataset_config: str | None = _help("Dataset configuration name (for named datasets).", default=None)
-    dataset_split: str = _help("Split of the domain dataset.", default="train")
-    question_column: str | None = _help(
-        "Question column (default: question, else prompt, else messages).", default=None
-    )
-    answer_column: str | None = _help("Gold answer column (default: answer, else completion).", default=None)
-    id_column: str | None = _help("Row id column (default: id if present, else the row number).", default=None)
-    output_format: str = _help(
-        "Prompt format for question/answer data: 'conversational' or 'plain'.", default="conversational"
-    )
-    plain_prompt_template: str = _help(
-        "Plain prompt for output_format=plain.", default="Question: {question}\nAnswer:"
-    )
-    max_input_chars: int = _help("Domain rows longer than this (question + answer) are skipped.", default=8000)
     judge_models: list[str] = _help(
         "LLM judges (backend specs); majority vote per answer. Empty: no judge.", default_factory=list
     )
@@ -79,12 +66,13 @@ class EvalConfig(BackendArguments):
     max_length: int = _help("Tokens per paragraph for perplexity and drift.", default=256)
 
     def __post_init__(self):
+        super().__post_init__()
         unknown = sorted(set(self.metrics) - set(METRICS))
         if unknown:
             raise ValueError(f"Unknown metrics {unknown}; choose among {list(METRICS)}.")
         if isinstance(self.judge_models, str):
             self.judge_models = [self.judge_models]
-        self.stop_sequences = [s.encode().decode("unicode_escape") if "\\" in s else s for s in self.stop_sequences]
+        self.stop_sequences = decode_escapes(self.stop_sequences)
 
     @property
     def max_rows(self) -> int | None:  # the name `refine.inputs.read_rows` reads

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field, fields
 
-from ..backends import BackendArguments
+from ..backends import BackendArguments, decode_escapes
 
 DEFAULT_EMBEDDING_MODEL = "sentence-transformers/all-MiniLM-L6-v2"
 DEFAULT_STOP = ("\nQuestion:", "\nReference answer:", "\n\n\n")
@@ -15,7 +15,34 @@ def _help(text: str, **kwargs):
 
 
 @dataclass
-class RefineConfig(BackendArguments):
+class QADataArguments:
+    """How (question, gold answer) rows are read from a dataset: shared by `RefineConfig` and `EvalConfig`."""
+
+    dataset_config: str | None = _help("Dataset configuration name (for named datasets).", default=None)
+    dataset_split: str = _help("Split to read.", default="train")
+    question_column: str | None = _help(
+        "Question column (default: question, else prompt, else messages).", default=None
+    )
+    answer_column: str | None = _help("Gold answer column (default: answer, else completion).", default=None)
+    id_column: str | None = _help("Row id column (default: id if present, else the row number).", default=None)
+    output_format: str = _help(
+        "Prompt format for question/answer input: 'conversational' (a user message, for chat models) or 'plain' "
+        "(plain_prompt_template). prompt/completion and messages input keep their own format.", default="conversational"
+    )  # fmt: skip
+    plain_prompt_template: str = _help(
+        "Plain prompt for output_format=plain.", default="Question: {question}\nAnswer:"
+    )
+    max_input_chars: int = _help("Rows whose question + answer exceed this many characters are skipped.", default=8000)
+
+    def __post_init__(self):
+        if self.output_format not in {"conversational", "plain"}:
+            raise ValueError(f"output_format must be 'conversational' or 'plain', got {self.output_format!r}.")
+        if "{question}" not in self.plain_prompt_template:
+            raise ValueError("plain_prompt_template must contain '{question}'.")
+
+
+@dataclass
+class RefineConfig(BackendArguments, QADataArguments):
     """Stage 1 of RAFT: rewrite ỹ ~ p_θ(·|x, y), keep ỹ if cos(φ(y), φ(ỹ)) ≥ τ, fuse y and ỹ into ŷ with judges.
 
     Each field's `help` is its documentation (`raft refine --help`, `docs/refinement.md`). Models are backend specs
@@ -26,25 +53,10 @@ class RefineConfig(BackendArguments):
     dataset_name: str | None = _help(
         "Data file (JSONL/JSON/CSV/Parquet) or dataset name; default: bundled example.", default=None
     )
-    dataset_config: str | None = _help("Dataset configuration name (for named datasets).", default=None)
-    dataset_split: str = _help("Split to refine.", default="train")
-    question_column: str | None = _help(
-        "Question column (default: question, else prompt, else messages).", default=None
-    )
-    answer_column: str | None = _help("Gold answer column (default: answer, else completion).", default=None)
-    id_column: str | None = _help("Row id column (default: id if present, else the row number).", default=None)
     output_dir: str = _help(
         "Folder for refined.jsonl, summary.json, skipped.jsonl, run_config.json.", default="runs/refined"
     )
-    output_format: str = _help(
-        "Prompt format for question/answer input: 'conversational' (a user message, for chat models) or 'plain' "
-        "(plain_prompt_template). prompt/completion and messages input keep their own format.", default="conversational"
-    )  # fmt: skip
-    plain_prompt_template: str = _help(
-        "Plain prompt for output_format=plain.", default="Question: {question}\nAnswer:"
-    )
     max_rows: int | None = _help("Refine only the first N rows (quick runs).", default=None)
-    max_input_chars: int = _help("Rows whose question + answer exceed this many characters are skipped.", default=8000)
     batch_size: int = _help("Rows per refinement batch (one append to refined.jsonl per batch).", default=8)
     seed: int = _help("Base seed; each batch and fusion round derives its own.", default=42)
     overwrite: bool = _help("Start over instead of resuming from an existing refined.jsonl.", default=False)
@@ -86,17 +98,14 @@ class RefineConfig(BackendArguments):
     )  # fmt: skip
 
     def __post_init__(self):
+        super().__post_init__()
         if not 0.0 <= self.similarity_threshold <= 1.0:
             raise ValueError(f"similarity_threshold (τ) must be in [0, 1], got {self.similarity_threshold}.")
-        if self.output_format not in {"conversational", "plain"}:
-            raise ValueError(f"output_format must be 'conversational' or 'plain', got {self.output_format!r}.")
         if self.fusion_rounds < 1 or self.batch_size < 1:
             raise ValueError("fusion_rounds and batch_size must be at least 1.")
-        if "{question}" not in self.plain_prompt_template:
-            raise ValueError("plain_prompt_template must contain '{question}'.")
         if isinstance(self.judge_models, str):
             self.judge_models = [self.judge_models]
-        self.stop_sequences = [s.encode().decode("unicode_escape") if "\\" in s else s for s in self.stop_sequences]
+        self.stop_sequences = decode_escapes(self.stop_sequences)
 
     def outcome_fields(self) -> dict:
         """The settings that change the refined rows; a resumed run must match them."""
