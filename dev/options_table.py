@@ -1,6 +1,6 @@
 """Print the markdown options table of a config class, for docs/refinement.md and docs/evaluation.md.
 
-    python dev/options_table.py raft_trainer.refine:RefineConfig
+python dev/options_table.py raft_trainer.refine:RefineConfig
 """
 
 import dataclasses

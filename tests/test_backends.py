@@ -184,3 +184,8 @@ def test_refine_with_a_judge_served_over_http(served_model, tiny_model_dir, tmp_
     [row] = [json.loads(line) for line in open(tmp_path / "refined.jsonl")]
     assert row["provenance"]["models"]["judges"] == [served_model]
     assert summary["tokens_generated"]["judge"] > 0 and len(row["provenance"]["candidates"][0]["scores"]) == 1
+
+
+def test_a_missing_local_model_is_a_clear_error(tmp_path):
+    with pytest.raises(OSError, match=r"(?s)Cannot load the model .*name@http://host:port/v1"):
+        load_backend(str(tmp_path / "no-such-model"))

@@ -43,9 +43,15 @@ class TransformersBackend:
         device = torch.device(self.options.device or ("cuda" if torch.cuda.is_available() else "cpu"))
         if isinstance(model, str):
             self.name = model
-            tokenizer = tokenizer or AutoTokenizer.from_pretrained(model)
-            dtype = resolve_dtype(self.options.dtype, device)
-            model = AutoModelForCausalLM.from_pretrained(model, dtype=dtype).to(device)
+            try:
+                tokenizer = tokenizer or AutoTokenizer.from_pretrained(model)
+                model = AutoModelForCausalLM.from_pretrained(model, dtype=resolve_dtype(self.options.dtype, device))
+            except OSError as error:
+                raise OSError(
+                    f"Cannot load the model {model!r}: {error}\nGive a folder saved with `save_pretrained`, a hub name "
+                    "reachable from here, or a served model as name@http://host:port/v1."
+                ) from error
+            model = model.to(device)
         else:
             self.name = getattr(model, "name_or_path", None) or type(model).__name__
             if tokenizer is None:

@@ -36,8 +36,9 @@ def main(script_args, training_args, model_args) -> None:
     if trainer.accelerator.is_main_process:
         with open(os.path.join(training_args.output_dir, "raft_log_history.json"), "w") as f:
             json.dump(trainer.state.log_history, f, indent=1)
-        last = next((log for log in reversed(trainer.state.log_history) if "raft/lambda" in log), {})
-        summary = {k: round(v, 4) for k, v in last.items() if k in ("raft/sft_loss", "raft/kl_loss", "raft/lambda")}
+        shown = ("raft/sft_loss", "raft/kl_loss", "raft/lambda", "loss")  # "loss" alone when distillation is off
+        last = next((log for log in reversed(trainer.state.log_history) if "loss" in log), {})
+        summary = {k: round(v, 4) for k, v in last.items() if k in shown}
         print(
             f"RAFT training done: {trainer.state.global_step} steps, last {summary}; model in {training_args.output_dir}"
         )

@@ -38,14 +38,17 @@ def probe_prompt(question: str) -> str:
 
 
 def probe_correct(response: str, answer: str, aliases: list[str] | None = None) -> bool:
-    """The first line of the response, normalised, equals or starts with the answer or an alias (as whole words).
+    """The answer or an alias appears, as whole words, in the first line of the response (after normalisation), so
+    "Paris." and "The capital of France is Paris." both count: a fine-tuned model's answer style is not forgetting.
 
     ```python
     >>> probe_correct(" Paris.\\nQ: next", "Paris"), probe_correct("Tokyo, Japan", "Kyoto"), probe_correct("4", "four", ["4"])
     (True, False, True)
+    >>> probe_correct("The largest ocean is the Pacific Ocean.", "Pacific Ocean"), probe_correct("10000000000", "10")
+    (True, False)
 
     ```
     """
-    first = normalize_answer(response.strip().split("\n", 1)[0])
+    first = f" {normalize_answer(response.strip().split(chr(10), 1)[0])} "
     targets = [normalize_answer(t) for t in [answer, *(aliases or [])]]
-    return any(t and (first == t or first.startswith(t + " ")) for t in targets)
+    return any(t and f" {t} " in first for t in targets)

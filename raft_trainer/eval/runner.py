@@ -72,7 +72,7 @@ def domain_scores(
         verdicts = [[parse_verdict(g.text) for g in judge.generate(prompts, judge_settings)] for judge in judges]
         votes = [majority_vote(list(v)) for v in zip(*verdicts)]
         readable = [v for v in votes if v is not None]
-        scores["domain_judge_accuracy"] = mean(readable) if readable else None
+        scores["domain_judge_accuracy"] = float(mean(readable)) if readable else None
         scores["domain_judge_unreadable"] = len(votes) - len(readable)
     return scores
 
@@ -85,10 +85,10 @@ def general_scores(model: GenerationBackend, data: EvalData, config: EvalConfig)
             [probe_prompt(p["question"]) for p in data.probes], SamplingSettings(12, stop=("\n",))
         )
         hits = [probe_correct(r.text, p["answer"], p.get("aliases")) for r, p in zip(replies, data.probes)]
-        scores["probe_accuracy"] = mean(hits)
+        scores["probe_accuracy"] = float(mean(hits))
         for category in sorted({p.get("category", "general") for p in data.probes}):
             picked = [h for h, p in zip(hits, data.probes) if p.get("category", "general") == category]
-            scores[f"probe_accuracy/{category}"] = mean(picked)
+            scores[f"probe_accuracy/{category}"] = float(mean(picked))
     if "ifeval" in config.metrics and data.ifeval:
         replies = model.generate([e["prompt"] for e in data.ifeval], SamplingSettings(config.ifeval_max_new_tokens))
         result = score_instructions([r.text for r in replies], data.ifeval)
