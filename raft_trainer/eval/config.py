@@ -2,16 +2,12 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 from ..backends import BackendArguments, decode_escapes
-from ..refine.config import QADataArguments
+from ..refine.config import QADataArguments, _help
 
 METRICS = ("domain", "probes", "ifeval", "perplexity", "drift")
-
-
-def _help(text: str, **kwargs):
-    return field(metadata={"help": text}, **kwargs)
 
 
 @dataclass

@@ -32,18 +32,22 @@ def _batches(tokenizer, texts: list[str], max_length: int, batch_size: int, devi
         yield {k: v.to(device) for k, v in batch.items() if k in ("input_ids", "attention_mask")}
 
 
-def _right_padded(tokenizer):
-    side = tokenizer.padding_side
-    tokenizer.padding_side = "right"
-    return side
+@contextlib.contextmanager
+def padding_side(tokenizer, side: str | None = None):
+    """Pad on `side` inside the block (unchanged when `None`) and restore the tokenizer's own side afterwards."""
+    saved = tokenizer.padding_side
+    tokenizer.padding_side = side or saved
+    try:
+        yield tokenizer
+    finally:
+        tokenizer.padding_side = saved
 
 
 @torch.no_grad()
 def perplexity(model, tokenizer, texts: list[str], *, max_length: int = 256, batch_size: int = 4) -> float:
     """exp(mean token NLL) over all predicted tokens of `texts` (each cut to `max_length` tokens)."""
-    side = _right_padded(tokenizer)
     total_nll, total_tokens = 0.0, 0
-    try:
+    with padding_side(tokenizer, "right"):
         for batch in _batches(tokenizer, texts, max_length, batch_size, model.device):
             logits = model(**batch).logits[:, :-1]
             targets = batch["input_ids"][:, 1:]
@@ -51,17 +55,14 @@ def perplexity(model, tokenizer, texts: list[str], *, max_length: int = 256, bat
             nll = F.cross_entropy(logits.float().transpose(1, 2), targets, reduction="none")
             total_nll += nll[mask].sum().item()
             total_tokens += int(mask.sum())
-    finally:
-        tokenizer.padding_side = side
     return math.exp(total_nll / max(total_tokens, 1))
 
 
 @torch.no_grad()
 def drift_kl(model, reference, tokenizer, texts: list[str], *, max_length: int = 256, batch_size: int = 4) -> float:
     """Mean per-token KL(reference ‖ model) on `texts`. `reference=None` with a PEFT model: the adapter-disabled base."""
-    side = _right_padded(tokenizer)
     total, count = 0.0, 0
-    try:
+    with padding_side(tokenizer, "right"):
         for batch in _batches(tokenizer, texts, max_length, batch_size, model.device):
             if reference is None:
                 with model.disable_adapter():
@@ -71,8 +72,6 @@ def drift_kl(model, reference, tokenizer, texts: list[str], *, max_length: int =
             tokens = int(batch["attention_mask"].sum())
             total += masked_mean_kl(reference_logits, model(**batch).logits, batch["attention_mask"]).item() * tokens
             count += tokens
-    finally:
-        tokenizer.padding_side = side
     return total / max(count, 1)
 
 

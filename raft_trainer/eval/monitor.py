@@ -10,7 +10,7 @@ from transformers import TrainerCallback
 
 from ..backends import SamplingSettings
 from ..backends.local import TransformersBackend
-from .likelihood import drift_kl, eval_mode
+from .likelihood import drift_kl, eval_mode, padding_side
 from .probes import bundled, probe_correct, probe_prompt, read_jsonl, read_paragraphs
 
 logger = logging.getLogger(__name__)
@@ -46,8 +46,9 @@ class ForgettingMonitorCallback(TrainerCallback):
     def measure(self) -> dict[str, float]:
         model = self.trainer.accelerator.unwrap_model(self.trainer.model)
         tokenizer = getattr(self.trainer.processing_class, "tokenizer", self.trainer.processing_class)
-        metrics, padding_side = {}, tokenizer.padding_side
-        with eval_mode(model), torch.no_grad():
+        metrics = {}
+        # The backend pads on the left; the trainer's tokenizer keeps its own side afterwards.
+        with eval_mode(model), torch.no_grad(), padding_side(tokenizer):
             if self.reference_model is not None or hasattr(model, "disable_adapter"):
                 metrics["forgetting/drift_kl"] = drift_kl(model, self.reference_model, tokenizer, self.texts)
             backend = TransformersBackend(model, tokenizer)
@@ -56,5 +57,4 @@ class ForgettingMonitorCallback(TrainerCallback):
             )
             hits = [probe_correct(r.text, p["answer"], p.get("aliases")) for r, p in zip(replies, self.probes)]
             metrics["forgetting/probe_accuracy"] = sum(hits) / len(hits)
-        tokenizer.padding_side = padding_side  # the backend pads on the left; training keeps its own side
         return metrics

@@ -49,6 +49,7 @@ def probe_correct(response: str, answer: str, aliases: list[str] | None = None) 
 
     ```
     """
-    first = f" {normalize_answer(response.strip().split(chr(10), 1)[0])} "
+    first_line = response.strip().split("\n", 1)[0]
+    first = f" {normalize_answer(first_line)} "
     targets = [normalize_answer(t) for t in [answer, *(aliases or [])]]
     return any(t and f" {t} " in first for t in targets)

@@ -48,7 +48,7 @@ class EvalData:
         )
         probes = read_jsonl(config.probes_file or bundled("general_probes.jsonl"))
         text = read_paragraphs(config.general_text_file or bundled("general_text.txt"))
-        return cls(rows[:limit], ifeval[:limit], probes[:limit], text[:limit])
+        return cls(rows, ifeval[:limit], probes[:limit], text[:limit])  # read_rows applied the limit
 
 
 def domain_scores(

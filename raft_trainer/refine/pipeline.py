@@ -4,7 +4,6 @@ same as in an uninterrupted run (fixed batches, per-batch seeds)."""
 
 from __future__ import annotations
 
-import logging
 import time
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -16,9 +15,8 @@ from .inputs import RefineRow, read_rows
 from .prompts import PromptTemplate, load_prompt
 from .similarity import SemanticFilter
 from .store import AppendOnlyJsonl, jsonl_text, write_json_atomic, write_text_atomic
-from .summary import format_summary, summarize
+from .summary import summarize
 
-logger = logging.getLogger(__name__)
 OUTPUT_FILES = ("refined.jsonl", "summary.json", "skipped.jsonl", "run_config.json")
 
 
@@ -158,7 +156,8 @@ def refine(
     rows, skipped = read_rows(dataset, config)
     write_text_atomic(output / "skipped.jsonl", jsonl_text(skipped))
     store = AppendOnlyJsonl(output / "refined.jsonl")
-    done = {r["id"] for r in store.load()}
+    records = store.load()
+    done = {r["id"] for r in records}
     batches = [rows[i : i + config.batch_size] for i in range(0, len(rows), config.batch_size)]
     pending = [(b, batch) for b, batch in enumerate(batches) if any(r.id not in done for r in batch)]
     written = 0
@@ -173,9 +172,10 @@ def refine(
         )
         try:
             for batch_index, batch in pending:
-                records = refiner.refine_batch(batch, seed=config.seed + batch_index)
-                new = [r for r in records if r["id"] not in done]
+                batch_records = refiner.refine_batch(batch, seed=config.seed + batch_index)
+                new = [r for r in batch_records if r["id"] not in done]
                 store.append(new)
+                records.extend(new)
                 written += len(new)
                 bar.update(len(new))
         except BackendError as error:
@@ -184,8 +184,6 @@ def refine(
             ) from error
         finally:
             bar.close()
-    records = store.load()
     summary = summarize(records, skipped, wall_time=time.perf_counter() - start, rows_this_run=written)
     write_json_atomic(output / "summary.json", summary)
-    logger.info("raft refine summary\n%s", format_summary(summary))
     return summary
