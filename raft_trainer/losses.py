@@ -46,6 +46,32 @@ class LMHead:
         return self.finish(self.raw(hidden))
 
 
+def row_chunks(rows: torch.Tensor, chunk_size: int, num_chunks: int | None = None) -> list[torch.Tensor]:
+    """`rows` split along dim 0 into pieces of at most `chunk_size` rows, padded with empty pieces to `num_chunks`.
+
+    A fixed `num_chunks` makes every rank call the LM head equally often whatever its own row count, which DeepSpeed
+    ZeRO-3 needs: each call gathers the sharded head weight, a collective that all ranks must join.
+
+    Example:
+    ```python
+    >>> [len(c) for c in row_chunks(torch.zeros(5, 2), chunk_size=2, num_chunks=4)]
+    [2, 2, 1, 0]
+
+    ```
+    """
+    pieces = list(rows.split(chunk_size)) if rows.size(0) else []
+    if num_chunks is None:
+        return pieces
+    if len(pieces) > num_chunks:
+        raise ValueError(f"{rows.size(0)} rows need {len(pieces)} chunks of {chunk_size}, more than {num_chunks}.")
+    return pieces + [rows[:0]] * (num_chunks - len(pieces))
+
+
+def num_row_chunks(num_rows: int, chunk_size: int) -> int:
+    """How many chunks of `chunk_size` rows `num_rows` rows need."""
+    return -(-num_rows // chunk_size)
+
+
 @dataclass
 class TeacherTopK:
     """The teacher's top-K support per position.
@@ -63,8 +89,9 @@ class TeacherTopK:
 
 @torch.no_grad()
 def teacher_topk(
-    hidden: torch.Tensor, head: LMHead, *, k: int, temperature: float, chunk_size: int = 256
-) -> TeacherTopK:
+    hidden: torch.Tensor, head: LMHead, *, k: int, temperature: float, chunk_size: int = 256,
+    num_chunks: int | None = None,
+) -> TeacherTopK:  # fmt: skip
     """Top-K of q = softmax(u / T) per row, projected `chunk_size` rows at a time.
 
     Args:
@@ -73,12 +100,13 @@ def teacher_topk(
         k (`int`): support size K (clipped to the vocabulary size).
         temperature (`float`): distillation temperature T.
         chunk_size (`int`): rows projected at once; peak extra memory is `chunk_size · V · 4` bytes.
+        num_chunks (`int`, *optional*): call the head exactly this often (see `row_chunks`).
 
     Returns:
         `TeacherTopK` with `(N, K)` indices and renormalised log-probs and the `(N,)` mass inside the top-K.
     """
     indices, logprobs, mass = [], [], []
-    for rows in hidden.split(chunk_size):
+    for rows in row_chunks(hidden, chunk_size, num_chunks):
         scaled = head(rows) / temperature  # (R, V) float32
         top_values, top_indices = scaled.topk(min(k, scaled.size(-1)), dim=-1)
         top_lse = top_values.logsumexp(-1, keepdim=True)
@@ -88,15 +116,16 @@ def teacher_topk(
     return TeacherTopK(torch.cat(indices), torch.cat(logprobs), torch.cat(mass))
 
 
-def gather_logits(hidden: torch.Tensor, head: LMHead, indices: torch.Tensor, *, chunk_size: int = 256) -> torch.Tensor:
+def gather_logits(
+    hidden: torch.Tensor, head: LMHead, indices: torch.Tensor, *, chunk_size: int = 256, num_chunks: int | None = None
+) -> torch.Tensor:
     """Student logits at the teacher's top-K ids, `(N, H), (N, K) -> (N, K)`, differentiable.
 
     Only the `(R, V)` projection of one chunk exists at a time; autograd keeps the hidden rows and the index, not the
-    full logits, because scale and soft-cap are applied after the gather.
+    full logits, because scale and soft-cap are applied after the gather. `num_chunks`: see `row_chunks`.
     """
-    gathered = [
-        head.raw(rows).gather(-1, idx) for rows, idx in zip(hidden.split(chunk_size), indices.split(chunk_size))
-    ]
+    chunks = zip(row_chunks(hidden, chunk_size, num_chunks), row_chunks(indices, chunk_size, num_chunks))
+    gathered = [head.raw(rows).gather(-1, idx) for rows, idx in chunks]
     return head.finish(torch.cat(gathered))
 
 
@@ -130,14 +159,21 @@ def _nll_sum(hidden: torch.Tensor, labels: torch.Tensor, head: LMHead) -> torch.
     return F.cross_entropy(head(hidden), labels, ignore_index=-100, reduction="sum")
 
 
-def token_nll_sum(hidden: torch.Tensor, labels: torch.Tensor, head: LMHead, *, chunk_size: int = 256) -> torch.Tensor:
+def token_nll_sum(
+    hidden: torch.Tensor, labels: torch.Tensor, head: LMHead, *, chunk_size: int = 256, num_chunks: int | None = None,
+    recompute: bool = True,
+) -> torch.Tensor:  # fmt: skip
     """Σ −log p(label) over rows whose label is not -100, `(N, H), (N,) -> ()` float32.
 
-    Each chunk is checkpointed, so its `(R, V)` log-softmax is recomputed in backward instead of being kept.
+    With `recompute`, each chunk is checkpointed, so its `(R, V)` log-softmax is recomputed in backward instead of
+    being kept. `num_chunks` counts chunks of labelled rows (see `row_chunks`).
     """
     keep = labels != -100
     hidden, labels = hidden[keep], labels[keep]
     total = hidden.new_zeros((), dtype=torch.float32) + 0.0 * hidden.sum()  # connected zero for empty batches
-    for rows, row_labels in zip(hidden.split(chunk_size), labels.split(chunk_size)):
-        total = total + checkpoint(_nll_sum, rows, row_labels, head, use_reentrant=False)
+    for rows, row_labels in zip(row_chunks(hidden, chunk_size, num_chunks), row_chunks(labels, chunk_size, num_chunks)):
+        if recompute:
+            total = total + checkpoint(_nll_sum, rows, row_labels, head, use_reentrant=False)
+        else:
+            total = total + _nll_sum(rows, row_labels, head)
     return total

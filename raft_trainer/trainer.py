@@ -29,7 +29,7 @@ from .collator import RAFTDataCollator
 from .config import RAFTConfig, as_raft_config
 from .data import add_teacher_prompt_ids, check_chat_template, normalize_dataset
 from .heads import add_raft_head
-from .losses import TeacherTopK, gather_logits, teacher_topk, token_nll_sum, topk_forward_kl
+from .losses import TeacherTopK, gather_logits, num_row_chunks, teacher_topk, token_nll_sum, topk_forward_kl
 from .rollouts import Rollouts, append_completions, positions_from_mask, sample_rollouts
 from .teacher import load_teacher, reload_original, run_teacher
 
@@ -167,8 +167,9 @@ class RAFTTrainer(SFTTrainer):
         if return_outputs:
             raise ValueError("RAFTTrainer does not return model outputs from a training step.")
         rollouts = self._sample_rollouts(model, raft_inputs["prompt_input_ids"], raft_inputs["prompt_attention_mask"])
-        teacher = self._teacher_topk(model, raft_inputs, rollouts)
-        nll_sum, kl_per_sequence = self._student_losses(model, inputs, raft_inputs, rollouts, teacher)
+        chunks = self._lm_head_chunk_counts(inputs["labels"], rollouts)
+        teacher = self._teacher_topk(model, raft_inputs, rollouts, chunks[1])
+        nll_sum, kl_per_sequence = self._student_losses(model, inputs, raft_inputs, rollouts, teacher, chunks)
         lam = self._lambda_for_step(*self._micro_batch_metrics(inputs, nll_sum, kl_per_sequence, rollouts, teacher))
         if num_items_in_batch is None:  # Trainer then averages micro-batch losses itself: use micro-batch means
             sft_loss = nll_sum / inputs["labels"][:, 1:].ne(-100).sum().clamp(min=1)
@@ -218,7 +219,28 @@ class RAFTTrainer(SFTTrainer):
         self._metrics["train"]["raft/generation_time"].append(time.perf_counter() - start)
         return rollouts
 
-    def _teacher_topk(self, model, raft_inputs, rollouts: Rollouts) -> TeacherTopK:
+    def _lm_head_chunk_counts(self, labels, rollouts: Rollouts) -> tuple[int | None, int | None]:
+        """Under ZeRO-3, how many LM-head chunks (SFT tokens, rollout positions) every rank runs: the largest count of
+        any rank, so that all ranks join the same number of head-weight gathers. `None`s (no padding) otherwise."""
+        if not (self.is_deepspeed_enabled and self.accelerator.state.deepspeed_plugin.zero_stage == 3):
+            return None, None
+        chunk = self.args.distillation_chunk_size
+        local = torch.tensor([num_row_chunks(int(labels[:, 1:].ne(-100).sum()), chunk),
+                              num_row_chunks(rollouts.completion_ids.numel(), chunk)], device=labels.device)  # fmt: skip
+        sft_chunks, rollout_chunks = self.accelerator.reduce(local, "max").tolist()
+        return sft_chunks, rollout_chunks
+
+    @property
+    def _recompute_sft_chunks(self) -> bool:
+        """Checkpoint the SFT loss per LM-head chunk, except for a frozen head under ZeRO-3: DeepSpeed re-partitions
+        a frozen weight after the recomputed forward, which torch's checkpoint then rejects (it saw the full weight).
+        Without recomputation that loss keeps its chunks' logits for backward, as SFTTrainer's loss does."""
+        if not (self.is_deepspeed_enabled and self.accelerator.state.deepspeed_plugin.zero_stage == 3):
+            return True
+        head = self.accelerator.unwrap_model(self.model).get_output_embeddings()
+        return any(p.requires_grad for p in head.parameters())
+
+    def _teacher_topk(self, model, raft_inputs, rollouts: Rollouts, num_chunks: int | None = None) -> TeacherTopK:
         """The teacher's top-K over each completion position, seeing the reference (or only the prompt)."""
         if self.args.answer_conditioning:
             prompt_ids, prompt_mask = raft_inputs["teacher_prompt_ids"], raft_inputs["teacher_prompt_attention_mask"]
@@ -231,14 +253,14 @@ class RAFTTrainer(SFTTrainer):
             hidden = hidden[:, -length - 1 : -1].reshape(num_rows * length, -1)
             return teacher_topk(hidden, lm_head, k=self.args.distillation_topk,
                                 temperature=self.args.distillation_temperature,
-                                chunk_size=self.args.distillation_chunk_size)  # fmt: skip
+                                chunk_size=self.args.distillation_chunk_size, num_chunks=num_chunks)  # fmt: skip
 
         top = run_teacher(self.accelerator.unwrap_model(model), self.teacher, head,
                           input_ids=input_ids, attention_mask=attention_mask, position_ids=position_ids)  # fmt: skip
         shape = (num_rows, length, -1)
         return TeacherTopK(top.indices.view(shape), top.logprobs.view(shape), top.mass.view(num_rows, length))
 
-    def _student_losses(self, model, inputs, raft_inputs, rollouts: Rollouts, teacher: TeacherTopK):
+    def _student_losses(self, model, inputs, raft_inputs, rollouts: Rollouts, teacher: TeacherTopK, chunks=(None, None)):
         """One student forward over SFT rows [x ⊕ ŷ] and rollout rows [x ⊕ z] -> (Σ NLL of ŷ, (N,) per-sequence KL)."""
         rollout_ids, rollout_mask, _ = append_completions(
             raft_inputs["prompt_input_ids"], raft_inputs["prompt_attention_mask"], rollouts
@@ -253,10 +275,10 @@ class RAFTTrainer(SFTTrainer):
         def head(hidden, lm_head):
             sft_hidden = hidden[:num_sft, : labels.size(1) - 1]
             nll_sum = token_nll_sum(sft_hidden.reshape(-1, hidden.size(-1)), labels[:, 1:].reshape(-1), lm_head,
-                                    chunk_size=chunk)  # fmt: skip
+                                    chunk_size=chunk, num_chunks=chunks[0], recompute=self._recompute_sft_chunks)  # fmt: skip
             rollout_hidden = hidden[num_sft:, rollout_length - length - 1 : rollout_length - 1]
             student_logits = gather_logits(rollout_hidden.reshape(num_rows * length, -1), lm_head,
-                                           teacher.indices.reshape(-1, k), chunk_size=chunk)  # fmt: skip
+                                           teacher.indices.reshape(-1, k), chunk_size=chunk, num_chunks=chunks[1])  # fmt: skip
             kl = topk_forward_kl(student_logits.view(num_rows, length, k), teacher.logprobs, rollouts.completion_mask,
                                  temperature=self.args.distillation_temperature)  # fmt: skip
             return nll_sum, kl

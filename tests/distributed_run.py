@@ -1,4 +1,9 @@
-"""Launched by tests/test_distributed.py with torchrun: a short RAFT run that writes each rank's λ per step."""
+"""Launched by tests/test_distributed.py with torchrun: a short RAFT run that writes what each rank saw.
+
+Usage: `distributed_run.py OUTPUT_DIR '{"deepspeed": "ds.json", "lora": true, ...}'` (options in `main`).
+Each rank writes `rank{R}.json`: λ and the EMA state after every optimizer step, the logged losses, the EMA state the
+run started from, and the forgetting monitor's logs when it is on.
+"""
 
 import json
 import os
@@ -13,38 +18,75 @@ from raft_trainer import RAFTConfig, RAFTTrainer  # noqa: E402
 
 from conftest import build_model, build_tokenizer  # noqa: E402
 
+ROWS = [
+    ("What is the capital of France ?", " The capital of France is Paris ."),
+    ("What is two plus two ?", " Two plus two is four ."),
+    ("Which gas do plants absorb ?", " Plants absorb carbon dioxide from the air ."),
+    ("Who wrote the contract law ?", " The court ruled that the contract was void ."),
+]
 
-class LambdaPerStep(TrainerCallback):
+
+class RecordPerStep(TrainerCallback):
     def __init__(self, trainer):
-        self.trainer, self.values = trainer, []
+        self.trainer, self.values, self.ema, self.start_state = trainer, [], [], None
+
+    def on_train_begin(self, args, state, control, **kwargs):
+        self.start_state = self.trainer.balancer.state_dict()
 
     def on_step_end(self, args, state, control, **kwargs):
         self.values.append(self.trainer.balancer.lam)
+        self.ema.append(self.trainer.balancer.state_dict())
 
 
-def main(output_dir: str, deepspeed_config: str | None) -> None:
-    rows = [
-        ("What is the capital of France ?", " The capital of France is Paris ."),
-        ("What is two plus two ?", " Two plus two is four ."),
-        ("Which gas do plants absorb ?", " Plants absorb carbon dioxide from the air ."),
-        ("Who wrote the contract law ?", " The court ruled that the contract was void ."),
-    ] * 4
-    dataset = Dataset.from_dict({"prompt": [p for p, _ in rows], "completion": [c for _, c in rows]})
+def main(output_dir: str, options: dict) -> None:
+    rank = int(os.environ["RANK"])
+    dataset = Dataset.from_dict({"prompt": [p for p, _ in ROWS * 4], "completion": [c for _, c in ROWS * 4]})
     tokenizer = build_tokenizer()
     args = RAFTConfig(
-        output_dir=output_dir, max_steps=3, per_device_train_batch_size=2, gradient_accumulation_steps=2,
-        logging_steps=1, report_to=[], save_strategy="no", use_cpu=True, bf16=False, max_completion_length=6,
-        distillation_topk=16, seed=0, deepspeed=deepspeed_config,
+        output_dir=output_dir, max_steps=options.get("max_steps", 3), per_device_train_batch_size=2,
+        gradient_accumulation_steps=2, logging_steps=1, report_to=[], use_cpu=True, bf16=False,
+        max_completion_length=6, distillation_topk=16, seed=0, deepspeed=options.get("deepspeed"),
+        # small LM-head chunks: the ranks' chunk counts differ, which must not desynchronise ZeRO-3's gathers
+        distillation_chunk_size=options.get("chunk_size", 256),
+        ds3_gather_for_generation=options.get("gather_for_generation", True),
+        save_strategy="steps" if options.get("save_steps") else "no", save_steps=options.get("save_steps") or 500,
     )  # fmt: skip
-    trainer = RAFTTrainer(build_model(tokenizer), args=args, train_dataset=dataset, processing_class=tokenizer,
-                          teacher_model=build_model(tokenizer))  # fmt: skip
-    recorder = LambdaPerStep(trainer)
+    peft_config = None
+    if options.get("lora"):
+        from peft import LoraConfig
+
+        peft_config = LoraConfig(r=4, lora_alpha=8, target_modules=["q_proj", "v_proj"], task_type="CAUSAL_LM")
+    model = build_model(tokenizer)
+    teacher = None if peft_config else build_model(tokenizer)
+    trainer = RAFTTrainer(model, args=args, train_dataset=dataset, processing_class=tokenizer, teacher_model=teacher,
+                          peft_config=peft_config)  # fmt: skip
+    if options.get("empty_rank") == rank:  # this rank's rollouts end at once: EOS is (all but) certain first
+        trainer.rollout_generation_config.sequence_bias = {(tokenizer.eos_token_id,): 100.0}
+    lengths = []  # this rank's rollout lengths per micro-batch
+    sample = trainer._sample_rollouts
+
+    def recording_sample(*a, **k):
+        rollouts = sample(*a, **k)
+        lengths.append(rollouts.lengths.tolist())
+        return rollouts
+
+    trainer._sample_rollouts = recording_sample
+    if options.get("monitor"):
+        from raft_trainer.eval import ForgettingMonitorCallback
+
+        trainer.add_callback(ForgettingMonitorCallback(trainer, every_n_steps=1, num_probes=2))
+    recorder = RecordPerStep(trainer)
     trainer.add_callback(recorder)
-    trainer.train()
-    losses = [log["loss"] for log in trainer.state.log_history if "loss" in log]
-    with open(os.path.join(output_dir, f"rank{os.environ['RANK']}.json"), "w") as f:
-        json.dump({"lambda": recorder.values, "loss": losses}, f)
+    trainer.train(resume_from_checkpoint=options.get("resume_from_checkpoint"))
+    history = trainer.state.log_history
+    with open(os.path.join(output_dir, f"rank{rank}.json"), "w") as f:
+        json.dump({
+            "lambda": recorder.values, "ema": recorder.ema, "start_state": recorder.start_state,
+            "loss": [log["loss"] for log in history if "loss" in log],
+            "logged_lambda": [log["raft/lambda"] for log in history if "raft/lambda" in log],
+            "rollout_lengths": lengths, "monitor": [log for log in history if "forgetting/probe_accuracy" in log],
+        }, f)  # fmt: skip
 
 
 if __name__ == "__main__":
-    main(sys.argv[1], sys.argv[2] if len(sys.argv) > 2 else None)
+    main(sys.argv[1], json.loads(sys.argv[2]) if len(sys.argv) > 2 else {})

@@ -179,6 +179,7 @@ def test_forgetting_monitor_logs_during_raft_training(tmp_path, tiny_model_dir, 
     trainer.train()
     logged = [log for log in trainer.state.log_history if "forgetting/drift_kl" in log]
     assert [log["step"] for log in logged] == [1, 2]
+    assert all("loss" in log and "raft/lambda" in log for log in logged)  # one log line per step, loss included
     assert all(log["forgetting/drift_kl"] > 0 and 0 <= log["forgetting/probe_accuracy"] <= 1 for log in logged)
     assert trainer.processing_class.padding_side == "right"
 

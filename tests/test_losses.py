@@ -6,7 +6,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from raft_trainer.losses import LMHead, gather_logits, teacher_topk, token_nll_sum, topk_forward_kl
+from raft_trainer.losses import LMHead, gather_logits, row_chunks, teacher_topk, token_nll_sum, topk_forward_kl
 
 
 def dense_forward_kl(student_logits, teacher_logits, mask, temperature):
@@ -113,6 +113,36 @@ def test_token_nll_sum_matches_cross_entropy_with_gradients():
     torch.testing.assert_close(ours, F.cross_entropy(linear(hidden), labels, ignore_index=-100, reduction="sum"))
     torch.testing.assert_close(grads[0], hidden.grad)
     torch.testing.assert_close(grads[1], linear.weight.grad)
+
+
+@pytest.mark.parametrize("recompute", [True, False])
+def test_padding_to_a_fixed_chunk_count_calls_the_head_that_often_and_changes_nothing(recompute):
+    """ZeRO-3 needs every rank to call the LM head equally often: extra empty chunks are real (empty) calls, in
+    forward and in backward, and leave values and gradients as they were."""
+    torch.manual_seed(5)
+    linear = torch.nn.Linear(8, 20, bias=False)
+    calls = {"forward": 0, "backward": 0}
+    linear.register_forward_pre_hook(lambda *_: calls.__setitem__("forward", calls["forward"] + 1))
+    linear.register_full_backward_pre_hook(lambda *_: calls.__setitem__("backward", calls["backward"] + 1))
+    hidden = torch.randn(7, 8, requires_grad=True)
+    labels = torch.randint(0, 20, (7,))
+    reference = token_nll_sum(hidden, labels, LMHead(linear), chunk_size=3)
+    (ref_grad,) = torch.autograd.grad(reference, hidden)
+    calls.update(forward=0, backward=0)
+    padded = token_nll_sum(hidden, labels, LMHead(linear), chunk_size=3, num_chunks=5, recompute=recompute)
+    (grad,) = torch.autograd.grad(padded, hidden)
+    torch.testing.assert_close(padded, reference)
+    torch.testing.assert_close(grad, ref_grad)
+    assert calls == {"forward": 5 * (2 if recompute else 1), "backward": 5}  # recompute runs each forward again
+    indices = torch.randint(0, 20, (7, 4))
+    calls.update(forward=0, backward=0)
+    gathered = gather_logits(hidden, LMHead(linear), indices, chunk_size=3, num_chunks=4)
+    gathered.sum().backward()
+    assert calls == {"forward": 4, "backward": 4}
+    torch.testing.assert_close(gathered, linear(hidden).gather(-1, indices))
+    assert [len(c) for c in row_chunks(hidden, 3, 4)] == [3, 3, 1, 0]
+    with pytest.raises(ValueError, match="more than 2"):
+        row_chunks(hidden, 3, 2)
 
 
 def test_loss_module_imports_no_transformers():

@@ -7,6 +7,7 @@ import logging
 
 import torch
 from transformers import TrainerCallback
+from trl.models.utils import unwrap_model_for_generation
 
 from ..backends import SamplingSettings
 from ..backends.local import TransformersBackend
@@ -40,21 +41,33 @@ class ForgettingMonitorCallback(TrainerCallback):
         self.texts = texts or read_paragraphs(bundled("general_text.txt"))
 
     def on_step_end(self, args, state, control, **kwargs):
-        if state.global_step % self.every_n_steps == 0:
-            self.trainer.log(self.measure())
+        if state.global_step % self.every_n_steps:
+            return
+        metrics = self.measure()
+        pending = getattr(self.trainer, "_metrics", None)  # TRL trainers: logged with this step's loss line
+        if isinstance(pending, dict) and "train" in pending:
+            for name, value in metrics.items():
+                pending["train"][name].append(value)
+        else:  # `Trainer.log` clears `should_log`, which would drop this step's loss line: keep it
+            should_log = control.should_log
+            self.trainer.log(metrics)
+            control.should_log = should_log
 
     def measure(self) -> dict[str, float]:
-        model = self.trainer.accelerator.unwrap_model(self.trainer.model)
-        tokenizer = getattr(self.trainer.processing_class, "tokenizer", self.trainer.processing_class)
+        """Drift and probe accuracy now. Every rank must call it (sharded models run collectives)."""
+        trainer = self.trainer
+        model = trainer.accelerator.unwrap_model(trainer.model)
+        tokenizer = getattr(trainer.processing_class, "tokenizer", trainer.processing_class)
         metrics = {}
         # The backend pads on the left; the trainer's tokenizer keeps its own side afterwards.
         with eval_mode(model), torch.no_grad(), padding_side(tokenizer):
             if self.reference_model is not None or hasattr(model, "disable_adapter"):
                 metrics["forgetting/drift_kl"] = drift_kl(model, self.reference_model, tokenizer, self.texts)
-            backend = TransformersBackend(model, tokenizer)
-            replies = backend.generate(
-                [probe_prompt(p["question"]) for p in self.probes], SamplingSettings(12, stop=("\n",))
-            )
+            gather = getattr(trainer.args, "ds3_gather_for_generation", True)
+            with unwrap_model_for_generation(trainer.model_wrapped, trainer.accelerator, gather) as generator:
+                replies = TransformersBackend(generator, tokenizer).generate(
+                    [probe_prompt(p["question"]) for p in self.probes], SamplingSettings(12, stop=("\n",))
+                )
             hits = [probe_correct(r.text, p["answer"], p.get("aliases")) for r, p in zip(replies, self.probes)]
             metrics["forgetting/probe_accuracy"] = sum(hits) / len(hits)
         return metrics
