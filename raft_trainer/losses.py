@@ -171,7 +171,9 @@ def token_nll_sum(
     keep = labels != -100
     hidden, labels = hidden[keep], labels[keep]
     total = hidden.new_zeros((), dtype=torch.float32) + 0.0 * hidden.sum()  # connected zero for empty batches
-    for rows, row_labels in zip(row_chunks(hidden, chunk_size, num_chunks), row_chunks(labels, chunk_size, num_chunks)):
+    for rows, row_labels in zip(
+        row_chunks(hidden, chunk_size, num_chunks), row_chunks(labels, chunk_size, num_chunks)
+    ):
         if recompute:
             total = total + checkpoint(_nll_sum, rows, row_labels, head, use_reentrant=False)
         else:

@@ -251,14 +251,16 @@ class RAFTTrainer(SFTTrainer):
 
         def head(hidden, lm_head):
             hidden = hidden[:, -length - 1 : -1].reshape(num_rows * length, -1)
-            return teacher_topk(hidden, lm_head, k=self.args.distillation_topk,
-                                temperature=self.args.distillation_temperature,
-                                chunk_size=self.args.distillation_chunk_size, num_chunks=num_chunks)  # fmt: skip
+            top = teacher_topk(hidden, lm_head, k=self.args.distillation_topk,
+                               temperature=self.args.distillation_temperature,
+                               chunk_size=self.args.distillation_chunk_size, num_chunks=num_chunks)  # fmt: skip
+            return top.indices, top.logprobs, top.mass  # plain tensors: ZeRO-3's module hooks look for them
 
-        top = run_teacher(self.accelerator.unwrap_model(model), self.teacher, head,
-                          input_ids=input_ids, attention_mask=attention_mask, position_ids=position_ids)  # fmt: skip
+        indices, logprobs, mass = run_teacher(self.accelerator.unwrap_model(model), self.teacher, head,
+                                              input_ids=input_ids, attention_mask=attention_mask,
+                                              position_ids=position_ids)  # fmt: skip
         shape = (num_rows, length, -1)
-        return TeacherTopK(top.indices.view(shape), top.logprobs.view(shape), top.mass.view(num_rows, length))
+        return TeacherTopK(indices.view(shape), logprobs.view(shape), mass.view(num_rows, length))
 
     def _student_losses(self, model, inputs, raft_inputs, rollouts: Rollouts, teacher: TeacherTopK, chunks=(None, None)):
         """One student forward over SFT rows [x ⊕ ŷ] and rollout rows [x ⊕ z] -> (Σ NLL of ŷ, (N,) per-sequence KL)."""
