@@ -76,6 +76,27 @@ class RAFTConfig(SFTConfig):
         Rollouts per prompt.
     ds3_gather_for_generation (`bool`, *optional*, defaults to `True`):
         Gather ZeRO-3 weights for generation (faster; set `False` when the model does not fit on one device).
+
+    > Parameters that control vLLM rollouts (optional extra `raft_trainer[vllm]`, GPUs only; same names as GRPOConfig)
+
+    use_vllm (`bool`, *optional*, defaults to `False`):
+        Sample rollouts with vLLM (TRL's `VLLMGeneration`); weights are pushed to it once per optimizer step.
+    vllm_mode (`str`, *optional*, defaults to `"colocate"`):
+        `"colocate"`: an engine inside each training process; `"server"`: a `trl vllm-serve` server on other GPUs.
+    vllm_server_base_url (`str`, *optional*):
+        Server URL (overrides host and port).
+    vllm_server_host (`str`, *optional*, defaults to `"0.0.0.0"`), vllm_server_port (`int`, defaults to `8000`):
+        Server address.
+    vllm_server_timeout (`float`, *optional*, defaults to `240.0`):
+        Seconds to wait for the server.
+    vllm_tensor_parallel_size (`int`, *optional*, defaults to `1`):
+        Colocate mode: GPUs per engine.
+    vllm_gpu_memory_utilization (`float`, *optional*, defaults to `0.3`):
+        Colocate mode: share of each GPU's memory vLLM may take (the rest is training's).
+    vllm_max_model_length (`int`, *optional*):
+        Colocate mode: context length of the engine (prompt + completion).
+    vllm_enable_sleep_mode (`bool`, *optional*, defaults to `False`):
+        Colocate mode: release vLLM's memory between rollouts (slower, frees memory for the training step).
     """
 
     _VALID_DICT_FIELDS = SFTConfig._VALID_DICT_FIELDS + ["teacher_model_init_kwargs"]
@@ -100,6 +121,17 @@ class RAFTConfig(SFTConfig):
     top_k: int = field(default=0, metadata={"help": "Rollout top-k (0 = off)."})
     num_generations: int = field(default=1, metadata={"help": "Rollouts per prompt."})
     ds3_gather_for_generation: bool = field(default=True, metadata={"help": "Gather ZeRO-3 weights to generate."})
+    use_vllm: bool = field(default=False, metadata={"help": "Sample rollouts with vLLM (GPU, extra [vllm])."})
+    vllm_mode: str = field(default="colocate", metadata={"help": "'colocate' or 'server'.",
+                                                         "choices": ["colocate", "server"]})  # fmt: skip
+    vllm_server_base_url: str | None = field(default=None, metadata={"help": "vLLM server URL."})
+    vllm_server_host: str = field(default="0.0.0.0", metadata={"help": "vLLM server host."})
+    vllm_server_port: int = field(default=8000, metadata={"help": "vLLM server port."})
+    vllm_server_timeout: float = field(default=240.0, metadata={"help": "Seconds to wait for the server."})
+    vllm_tensor_parallel_size: int = field(default=1, metadata={"help": "Colocate: GPUs per vLLM engine."})
+    vllm_gpu_memory_utilization: float = field(default=0.3, metadata={"help": "Colocate: vLLM's GPU memory share."})
+    vllm_max_model_length: int | None = field(default=None, metadata={"help": "Colocate: engine context length."})
+    vllm_enable_sleep_mode: bool = field(default=False, metadata={"help": "Colocate: free vLLM memory between uses."})
 
     def __post_init__(self):
         if self.bf16 is None and not self.fp16 and not _has_bf16_accelerator():
@@ -116,6 +148,8 @@ class RAFTConfig(SFTConfig):
             "top_p": 0.0 < self.top_p <= 1.0,
             "num_generations": self.num_generations >= 1,
             "loss_balancing": self.loss_balancing in ("ema", "fixed"),
+            "vllm_mode": self.vllm_mode in ("colocate", "server"),
+            "vllm_gpu_memory_utilization": 0.0 < self.vllm_gpu_memory_utilization <= 1.0,
         }
         bad = [f"{name}={getattr(self, name)!r}" for name, ok in checks.items() if not ok]
         if bad:

@@ -51,11 +51,41 @@ def sample_rollouts(
     rollouts per prompt. The caller puts the model in eval mode and gathers sharded weights.
     """
     output = model.generate(input_ids=prompt_ids, attention_mask=prompt_mask, generation_config=generation_config)
-    completion_ids = output[:, prompt_ids.size(1) :]
-    if completion_ids.size(1) == 0:  # a generation that stopped before producing anything
-        completion_ids = completion_ids.new_full((output.size(0), 1), eos_token_ids[0])
-    mask = mask_after_first_eos(completion_ids, eos_token_ids)
     pad_id = generation_config.pad_token_id if generation_config.pad_token_id is not None else eos_token_ids[0]
+    return _cut_at_first_eos(output[:, prompt_ids.size(1) :], eos_token_ids, pad_id)
+
+
+def rollouts_from_token_lists(
+    completions: list[list[int]], *, eos_token_ids: list[int], pad_token_id: int, device=None
+) -> Rollouts:
+    """Completions given as token-id lists (an inference engine's output) as `Rollouts`.
+
+    Example:
+    ```python
+    >>> r = rollouts_from_token_lists([[5, 2, 9], [6], []], eos_token_ids=[2], pad_token_id=0)
+    >>> r.completion_ids
+    tensor([[5, 2, 0],
+            [6, 0, 0],
+            [2, 0, 0]])
+    >>> r.lengths
+    tensor([2, 1, 1])
+
+    ```
+    """
+    width = max(1, *(len(c) for c in completions))
+    rows = [(c or [eos_token_ids[0]]) for c in completions]  # an empty completion is an immediate EOS
+    ids = torch.tensor([row + [pad_token_id] * (width - len(row)) for row in rows], device=device)
+    lengths = torch.tensor([len(row) for row in rows], device=device)
+    return _cut_at_first_eos(ids, eos_token_ids, pad_token_id, torch.arange(width, device=device) < lengths[:, None])
+
+
+def _cut_at_first_eos(completion_ids: torch.Tensor, eos_token_ids: list[int], pad_id: int, valid=None) -> Rollouts:
+    """Mask and pad everything after each row's first EOS (and outside `valid`); no tokens at all = a lone EOS."""
+    if completion_ids.size(1) == 0:  # a generation that stopped before producing anything
+        completion_ids = completion_ids.new_full((completion_ids.size(0), 1), eos_token_ids[0])
+    mask = mask_after_first_eos(completion_ids, eos_token_ids)
+    if valid is not None:
+        mask = mask * valid.long()
     return Rollouts(completion_ids.masked_fill(mask == 0, pad_id), mask)
 
 

@@ -32,6 +32,7 @@ from .heads import add_raft_head
 from .losses import TeacherTopK, gather_logits, num_row_chunks, teacher_topk, token_nll_sum, topk_forward_kl
 from .rollouts import Rollouts, append_completions, positions_from_mask, sample_rollouts
 from .teacher import load_teacher, reload_original, run_teacher
+from .vllm_rollouts import VLLMRollouts
 
 logger = get_logger(__name__)
 
@@ -70,6 +71,7 @@ class RAFTTrainer(SFTTrainer):
             self.data_collator = RAFTDataCollator(self._tokenizer.pad_token_id, args.pad_to_multiple_of)
         self.teacher = self._resolve_teacher(teacher_model) if args.use_distillation else None
         self.rollout_generation_config = self._rollout_generation_config()
+        self.vllm_rollouts = VLLMRollouts(self) if args.use_distillation and args.use_vllm else None
         self._num_rollouts_in_window: int | None = None
         # This optimizer step's Σ SFT and Σ KL contributions, finite micro-batches, all micro-batches
         self._step_totals = torch.zeros(4, dtype=torch.float64)
@@ -201,21 +203,28 @@ class RAFTTrainer(SFTTrainer):
         return sum(p.sum() * 0.0 for p in model.parameters() if p.requires_grad)
 
     def _sample_rollouts(self, model, prompt_ids, prompt_mask) -> Rollouts:
-        """z ~ p_θ(·|x) from the current student, with dropout off and ZeRO-3 weights gathered."""
+        """z ~ p_θ(·|x) from the current student: vLLM when enabled, else `generate` (dropout off, ZeRO-3 weights
+        gathered unless `ds3_gather_for_generation=False`)."""
         start = time.perf_counter()
-        with unwrap_model_for_generation(
-            model, self.accelerator, gather_deepspeed3_params=self.args.ds3_gather_for_generation,
-            gradient_checkpointing_kwargs=self.args.gradient_checkpointing_kwargs,
-        ) as unwrapped:  # fmt: skip
-            was_training = unwrapped.training
-            unwrapped.eval()
-            try:
-                rollouts = sample_rollouts(
-                    unwrapped, prompt_ids, prompt_mask,
-                    generation_config=self.rollout_generation_config, eos_token_ids=self.eos_token_ids,
-                )  # fmt: skip
-            finally:
-                unwrapped.train(was_training)
+        if self.vllm_rollouts is not None:
+            rollouts = self.vllm_rollouts.sample(
+                prompt_ids, prompt_mask, global_step=self.state.global_step, eos_token_ids=self.eos_token_ids,
+                pad_token_id=self._tokenizer.pad_token_id,
+            )  # fmt: skip
+        else:
+            with unwrap_model_for_generation(
+                model, self.accelerator, gather_deepspeed3_params=self.args.ds3_gather_for_generation,
+                gradient_checkpointing_kwargs=self.args.gradient_checkpointing_kwargs,
+            ) as unwrapped:  # fmt: skip
+                was_training = unwrapped.training
+                unwrapped.eval()
+                try:
+                    rollouts = sample_rollouts(
+                        unwrapped, prompt_ids, prompt_mask,
+                        generation_config=self.rollout_generation_config, eos_token_ids=self.eos_token_ids,
+                    )  # fmt: skip
+                finally:
+                    unwrapped.train(was_training)
         self._metrics["train"]["raft/generation_time"].append(time.perf_counter() - start)
         return rollouts
 
@@ -262,7 +271,9 @@ class RAFTTrainer(SFTTrainer):
         shape = (num_rows, length, -1)
         return TeacherTopK(indices.view(shape), logprobs.view(shape), mass.view(num_rows, length))
 
-    def _student_losses(self, model, inputs, raft_inputs, rollouts: Rollouts, teacher: TeacherTopK, chunks=(None, None)):
+    def _student_losses(
+        self, model, inputs, raft_inputs, rollouts: Rollouts, teacher: TeacherTopK, chunks=(None, None)
+    ):
         """One student forward over SFT rows [x ⊕ ŷ] and rollout rows [x ⊕ z] -> (Σ NLL of ŷ, (N,) per-sequence KL)."""
         rollout_ids, rollout_mask, _ = append_completions(
             raft_inputs["prompt_input_ids"], raft_inputs["prompt_attention_mask"], rollouts
