@@ -33,11 +33,13 @@ from .memory import median, peak_memory_mb, run_isolated, synchronize
 
 TRAINERS = ("raft", "sft", "sdft", "distillation")
 ROOT = Path(__file__).resolve().parents[1]
-GPU_MODELS = {  # real configurations, random weights (no download)
+# Qwen2.5 bodies with random weights (no download). The tokenizer available offline is Gemma 3's, so the vocabulary is
+# Gemma's 262,144 tokens instead of Qwen's 151,936: a larger LM head, which is where RAFT's top-K work happens.
+GPU_MODELS = {
     "qwen2.5-0.5b": dict(hidden_size=896, intermediate_size=4864, num_hidden_layers=24, num_attention_heads=14,
-                         num_key_value_heads=2, vocab_size=151936, tie_word_embeddings=True),
+                         num_key_value_heads=2, tie_word_embeddings=True),
     "qwen2.5-1.5b": dict(hidden_size=1536, intermediate_size=8960, num_hidden_layers=28, num_attention_heads=12,
-                         num_key_value_heads=2, vocab_size=151936, tie_word_embeddings=True),
+                         num_key_value_heads=2, tie_word_embeddings=True),
 }  # fmt: skip
 
 
@@ -74,10 +76,12 @@ def prepare_model(name: str, cache: Path) -> str:
         from raft_trainer.default_model import default_model_path
 
         path = cache / name
+        tokenizer = AutoTokenizer.from_pretrained(default_model_path())
         torch.manual_seed(0)
-        config = Qwen2Config(**GPU_MODELS[name], max_position_embeddings=4096, dtype="bfloat16")
+        config = Qwen2Config(**GPU_MODELS[name], vocab_size=len(tokenizer), max_position_embeddings=4096,
+                             bos_token_id=tokenizer.bos_token_id, eos_token_id=tokenizer.eos_token_id,
+                             pad_token_id=tokenizer.pad_token_id)  # fmt: skip
         Qwen2ForCausalLM(config).to(torch.bfloat16).save_pretrained(path)
-        tokenizer = AutoTokenizer.from_pretrained(default_model_path())  # any tokenizer: ids < vocab are what count
         tokenizer.save_pretrained(path)
         return str(path)
     return name
@@ -92,7 +96,9 @@ def dataset_for(trainer: str):
     if trainer in ("raft", "sft"):
         return data
     if trainer == "sdft":
-        return Dataset.from_dict({"prompt": data["prompt"], "privileged_context": [c.strip() for c in data["completion"]]})
+        return Dataset.from_dict(
+            {"prompt": data["prompt"], "privileged_context": [c.strip() for c in data["completion"]]}
+        )
     return Dataset.from_dict({"prompt": data["prompt"]})
 
 

@@ -155,27 +155,60 @@ def topk_forward_kl(
     return temperature**2 * (token_kl * mask).sum(-1) / mask.sum(-1).clamp(min=1)
 
 
-def _nll_sum(hidden: torch.Tensor, labels: torch.Tensor, head: LMHead) -> torch.Tensor:
-    return F.cross_entropy(head(hidden), labels, ignore_index=-100, reduction="sum")
+def _nll_and_gather(rows, labels, indices, head: LMHead):
+    """One chunk whose labelled rows come first: (Σ NLL of those, raw logits of the other rows at `indices`)."""
+    num_labelled = int(labels.ne(-100).sum())
+    raw = head.raw(rows)  # (R, V) float32
+    nll = F.cross_entropy(head.finish(raw[:num_labelled]), labels[:num_labelled], reduction="sum")
+    return nll, raw[num_labelled:].gather(-1, indices[num_labelled:])
+
+
+def nll_and_topk_logits(
+    sft_hidden: torch.Tensor, labels: torch.Tensor, rollout_hidden: torch.Tensor, indices: torch.Tensor,
+    head: LMHead, *, chunk_size: int = 256, num_chunks: int | None = None, recompute: bool = True,
+) -> tuple[torch.Tensor, torch.Tensor]:  # fmt: skip
+    """Both of RAFT's student terms from one chunked LM-head pass.
+
+    Args:
+        sft_hidden (`torch.Tensor`): `(N, H)` hidden states of the SFT rows; `labels` `(N,)`, -100 where ignored.
+        rollout_hidden (`torch.Tensor`): `(M, H)` hidden states at the rollout positions; `indices` `(M, K)` the
+            teacher's top-K ids there.
+        head (`LMHead`): the student's output projection.
+        chunk_size, num_chunks: rows projected at once, and a fixed chunk count (see `row_chunks`).
+        recompute (`bool`): checkpoint each chunk, so its `(R, V)` logits are recomputed in backward, not kept.
+
+    Returns:
+        `(Σ −log p(label), (M, K) student logits at the teacher's top-K ids)`, float32, differentiable.
+
+    The labelled SFT rows come first and the rollout rows after them, so a chunk's projection serves both terms: the
+    head's weight gets one gradient per chunk instead of one per term and chunk (each is `V × H`, 671 MB at Gemma 3's
+    262k tokens × 640).
+    """
+    keep = labels != -100
+    sft_hidden, labels = sft_hidden[keep], labels[keep]
+    rows = torch.cat([sft_hidden, rollout_hidden.to(sft_hidden.dtype)])
+    all_labels = torch.cat([labels, labels.new_full((rollout_hidden.size(0),), -100)])
+    all_indices = torch.cat([indices.new_zeros((sft_hidden.size(0), indices.size(-1))), indices])
+    nll = rows.new_zeros((), dtype=torch.float32) + 0.0 * rows.sum()  # connected zero for empty batches
+    gathered = []
+    for chunk in zip(*(row_chunks(t, chunk_size, num_chunks) for t in (rows, all_labels, all_indices))):
+        if recompute:
+            chunk_nll, chunk_logits = checkpoint(_nll_and_gather, *chunk, head, use_reentrant=False)
+        else:
+            chunk_nll, chunk_logits = _nll_and_gather(*chunk, head)
+        nll = nll + chunk_nll
+        gathered.append(chunk_logits)
+    logits = torch.cat(gathered) if gathered else rows.new_zeros((0, indices.size(-1)), dtype=torch.float32)
+    return nll, head.finish(logits)
 
 
 def token_nll_sum(
     hidden: torch.Tensor, labels: torch.Tensor, head: LMHead, *, chunk_size: int = 256, num_chunks: int | None = None,
     recompute: bool = True,
 ) -> torch.Tensor:  # fmt: skip
-    """Σ −log p(label) over rows whose label is not -100, `(N, H), (N,) -> ()` float32.
-
-    With `recompute`, each chunk is checkpointed, so its `(R, V)` log-softmax is recomputed in backward instead of
-    being kept. `num_chunks` counts chunks of labelled rows (see `row_chunks`).
-    """
-    keep = labels != -100
-    hidden, labels = hidden[keep], labels[keep]
-    total = hidden.new_zeros((), dtype=torch.float32) + 0.0 * hidden.sum()  # connected zero for empty batches
-    for rows, row_labels in zip(
-        row_chunks(hidden, chunk_size, num_chunks), row_chunks(labels, chunk_size, num_chunks)
-    ):
-        if recompute:
-            total = total + checkpoint(_nll_sum, rows, row_labels, head, use_reentrant=False)
-        else:
-            total = total + _nll_sum(rows, row_labels, head)
-    return total
+    """Σ −log p(label) over rows whose label is not -100, `(N, H), (N,) -> ()` float32 (`nll_and_topk_logits`
+    without rollout rows)."""
+    no_rollouts = hidden[:0]
+    nll, _ = nll_and_topk_logits(hidden, labels, no_rollouts, labels.new_zeros((0, 1)), head, chunk_size=chunk_size,
+                                 num_chunks=num_chunks, recompute=recompute)  # fmt: skip
+    return nll

@@ -29,7 +29,7 @@ from .collator import RAFTDataCollator
 from .config import RAFTConfig, as_raft_config
 from .data import add_teacher_prompt_ids, check_chat_template, normalize_dataset
 from .heads import add_raft_head
-from .losses import TeacherTopK, gather_logits, num_row_chunks, teacher_topk, token_nll_sum, topk_forward_kl
+from .losses import TeacherTopK, nll_and_topk_logits, num_row_chunks, teacher_topk, topk_forward_kl
 from .rollouts import Rollouts, append_completions, positions_from_mask, sample_rollouts
 from .teacher import load_teacher, reload_original, run_teacher
 from .vllm_rollouts import VLLMRollouts
@@ -229,21 +229,22 @@ class RAFTTrainer(SFTTrainer):
         return rollouts
 
     def _lm_head_chunk_counts(self, labels, rollouts: Rollouts) -> tuple[int | None, int | None]:
-        """Under ZeRO-3, how many LM-head chunks (SFT tokens, rollout positions) every rank runs: the largest count of
-        any rank, so that all ranks join the same number of head-weight gathers. `None`s (no padding) otherwise."""
+        """Under ZeRO-3, how many LM-head chunks every rank runs (the student's SFT tokens + rollout positions, the
+        teacher's rollout positions): the largest count of any rank, so that all ranks join the same number of
+        head-weight gathers. `None`s (no padding) otherwise."""
         if not (self.is_deepspeed_enabled and self.accelerator.state.deepspeed_plugin.zero_stage == 3):
             return None, None
-        chunk = self.args.distillation_chunk_size
-        local = torch.tensor([num_row_chunks(int(labels[:, 1:].ne(-100).sum()), chunk),
-                              num_row_chunks(rollouts.completion_ids.numel(), chunk)], device=labels.device)  # fmt: skip
-        sft_chunks, rollout_chunks = self.accelerator.reduce(local, "max").tolist()
-        return sft_chunks, rollout_chunks
+        chunk, positions = self.args.distillation_chunk_size, rollouts.completion_ids.numel()
+        local = torch.tensor([num_row_chunks(int(labels[:, 1:].ne(-100).sum()) + positions, chunk),
+                              num_row_chunks(positions, chunk)], device=labels.device)  # fmt: skip
+        student_chunks, teacher_chunks = self.accelerator.reduce(local, "max").tolist()
+        return student_chunks, teacher_chunks
 
     @property
-    def _recompute_sft_chunks(self) -> bool:
-        """Checkpoint the SFT loss per LM-head chunk, except for a frozen head under ZeRO-3: DeepSpeed re-partitions
-        a frozen weight after the recomputed forward, which torch's checkpoint then rejects (it saw the full weight).
-        Without recomputation that loss keeps its chunks' logits for backward, as SFTTrainer's loss does."""
+    def _recompute_head_chunks(self) -> bool:
+        """Recompute the student's LM-head chunks in backward, except for a frozen head under ZeRO-3: DeepSpeed
+        re-partitions a frozen weight after the recomputed forward, which torch's checkpoint then rejects (it saw the
+        full weight). Without recomputation the chunks' logits are kept for backward, as SFTTrainer's loss does."""
         if not (self.is_deepspeed_enabled and self.accelerator.state.deepspeed_plugin.zero_stage == 3):
             return True
         head = self.accelerator.unwrap_model(self.model).get_output_embeddings()
@@ -286,12 +287,13 @@ class RAFTTrainer(SFTTrainer):
         chunk, k = self.args.distillation_chunk_size, teacher.indices.size(-1)
 
         def head(hidden, lm_head):
-            sft_hidden = hidden[:num_sft, : labels.size(1) - 1]
-            nll_sum = token_nll_sum(sft_hidden.reshape(-1, hidden.size(-1)), labels[:, 1:].reshape(-1), lm_head,
-                                    chunk_size=chunk, num_chunks=chunks[0], recompute=self._recompute_sft_chunks)  # fmt: skip
+            sft_hidden = hidden[:num_sft, : labels.size(1) - 1].reshape(-1, hidden.size(-1))
             rollout_hidden = hidden[num_sft:, rollout_length - length - 1 : rollout_length - 1]
-            student_logits = gather_logits(rollout_hidden.reshape(num_rows * length, -1), lm_head,
-                                           teacher.indices.reshape(-1, k), chunk_size=chunk, num_chunks=chunks[1])  # fmt: skip
+            nll_sum, student_logits = nll_and_topk_logits(
+                sft_hidden, labels[:, 1:].reshape(-1), rollout_hidden.reshape(num_rows * length, -1),
+                teacher.indices.reshape(-1, k), lm_head, chunk_size=chunk, num_chunks=chunks[0],
+                recompute=self._recompute_head_chunks,
+            )  # fmt: skip
             kl = topk_forward_kl(student_logits.view(num_rows, length, k), teacher.logprobs, rollouts.completion_mask,
                                  temperature=self.args.distillation_temperature)  # fmt: skip
             return nll_sum, kl

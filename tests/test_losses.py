@@ -6,7 +6,15 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from raft_trainer.losses import LMHead, gather_logits, row_chunks, teacher_topk, token_nll_sum, topk_forward_kl
+from raft_trainer.losses import (
+    LMHead,
+    gather_logits,
+    nll_and_topk_logits,
+    row_chunks,
+    teacher_topk,
+    token_nll_sum,
+    topk_forward_kl,
+)
 
 
 def dense_forward_kl(student_logits, teacher_logits, mask, temperature):
@@ -143,6 +151,33 @@ def test_padding_to_a_fixed_chunk_count_calls_the_head_that_often_and_changes_no
     assert [len(c) for c in row_chunks(hidden, 3, 4)] == [3, 3, 1, 0]
     with pytest.raises(ValueError, match="more than 2"):
         row_chunks(hidden, 3, 2)
+
+
+@pytest.mark.parametrize("recompute", [True, False])
+def test_one_head_pass_for_both_terms_equals_separate_passes(recompute):
+    """SFT rows and rollout rows share chunks (one chunk here holds both): same NLL, logits and gradients as computing
+    the two terms separately, with one head call per chunk."""
+    torch.manual_seed(6)
+    linear = torch.nn.Linear(8, 30, bias=False)
+    head = LMHead(linear, softcap=4.0, logit_scale=0.7)
+    calls = []
+    linear.register_forward_pre_hook(lambda *_: calls.append(1))
+    sft, rollout = torch.randn(6, 8, requires_grad=True), torch.randn(5, 8, requires_grad=True)
+    labels, indices = torch.randint(0, 30, (6,)), torch.randint(0, 30, (5, 4))
+    labels[2] = -100
+
+    def grads(nll, logits):
+        return torch.autograd.grad(nll + (logits * torch.arange(4.0)).sum(), (sft, rollout, linear.weight))
+
+    nll, logits = nll_and_topk_logits(sft, labels, rollout, indices, head, chunk_size=4, recompute=recompute)
+    assert len(calls) == 3  # ceil((5 labelled + 5 rollout rows) / 4), before any recomputation
+    merged = grads(nll, logits)
+    separate_nll = token_nll_sum(sft, labels, head, chunk_size=4)
+    separate_logits = gather_logits(rollout, head, indices, chunk_size=4)
+    torch.testing.assert_close(nll, separate_nll)
+    torch.testing.assert_close(logits, separate_logits)
+    for a, b in zip(merged, grads(separate_nll, separate_logits)):
+        torch.testing.assert_close(a, b)
 
 
 def test_loss_module_imports_no_transformers():
