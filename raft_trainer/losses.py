@@ -116,19 +116,6 @@ def teacher_topk(
     return TeacherTopK(torch.cat(indices), torch.cat(logprobs), torch.cat(mass))
 
 
-def gather_logits(
-    hidden: torch.Tensor, head: LMHead, indices: torch.Tensor, *, chunk_size: int = 256, num_chunks: int | None = None
-) -> torch.Tensor:
-    """Student logits at the teacher's top-K ids, `(N, H), (N, K) -> (N, K)`, differentiable.
-
-    Only the `(R, V)` projection of one chunk exists at a time; autograd keeps the hidden rows and the index, not the
-    full logits, because scale and soft-cap are applied after the gather. `num_chunks`: see `row_chunks`.
-    """
-    chunks = zip(row_chunks(hidden, chunk_size, num_chunks), row_chunks(indices, chunk_size, num_chunks))
-    gathered = [head.raw(rows).gather(-1, idx) for rows, idx in chunks]
-    return head.finish(torch.cat(gathered))
-
-
 def topk_forward_kl(
     student_logits: torch.Tensor,
     teacher_logprobs: torch.Tensor,
@@ -212,3 +199,15 @@ def token_nll_sum(
     nll, _ = nll_and_topk_logits(hidden, labels, no_rollouts, labels.new_zeros((0, 1)), head, chunk_size=chunk_size,
                                  num_chunks=num_chunks, recompute=recompute)  # fmt: skip
     return nll
+
+
+def gather_logits(
+    hidden: torch.Tensor, head: LMHead, indices: torch.Tensor, *, chunk_size: int = 256, num_chunks: int | None = None
+) -> torch.Tensor:
+    """Student logits at the teacher's top-K ids, `(N, H), (N, K) -> (N, K)`, differentiable (`nll_and_topk_logits`
+    without SFT rows). Chunks are recomputed in backward: a plain `gather` would keep each chunk's `(R, V)` logits
+    for its backward, i.e. all `N · V` of them."""
+    no_labels = indices.new_zeros((0,))
+    _, logits = nll_and_topk_logits(hidden[:0], no_labels, hidden, indices, head, chunk_size=chunk_size,
+                                    num_chunks=num_chunks)  # fmt: skip
+    return logits
