@@ -13,16 +13,18 @@ import time
 import torch
 from transformers import TrainerCallback
 
+from raft_trainer.trainer import RAFT_BATCH_KEYS
+
 from .memory import median, synchronize, timed
 
 PARTS = ("generation", "teacher_forward", "student_forward", "backward", "optimizer")
 
 
 class PartTimer(TrainerCallback):
-    """Times each part inside the trainer's real steps by wrapping its methods; also times whole steps."""
+    """Times each part inside the trainer's real steps by wrapping its methods."""
 
     def __init__(self, trainer, device: torch.device):
-        self.device, self.parts, self.steps = device, {name: [] for name in PARTS}, []
+        self.device, self.parts = device, {name: [] for name in PARTS}
         self._step_parts: dict[str, float] = {}
         self._wrap(trainer, "_sample_rollouts", "generation")
         self._wrap(trainer, "_teacher_topk", "teacher_forward")
@@ -44,8 +46,7 @@ class PartTimer(TrainerCallback):
         setattr(owner, method, wrapper)
 
     def on_step_begin(self, args, state, control, **kwargs):
-        synchronize(self.device)
-        self._step_parts, self._step_start = {}, time.perf_counter()
+        self._step_parts = {}
 
     def on_pre_optimizer_step(self, args, state, control, **kwargs):
         synchronize(self.device)
@@ -56,15 +57,13 @@ class PartTimer(TrainerCallback):
         self._step_parts["optimizer"] = time.perf_counter() - self._optimizer_start
 
     def on_step_end(self, args, state, control, **kwargs):
-        synchronize(self.device)
-        self.steps.append(time.perf_counter() - self._step_start)
         for name in PARTS:
             self.parts[name].append(self._step_parts.get(name, 0.0))
 
-    def summary(self, warmup: int) -> dict:
-        """Median step and per-part medians over the steps after `warmup`."""
+    def summary(self, step_times: list[float], warmup: int) -> dict:
+        """Median step (of `step_times`, timed by the caller) and per-part medians over the steps after `warmup`."""
         parts = {name: median(values[warmup:]) for name, values in self.parts.items()}
-        step = median(self.steps[warmup:])
+        step = median(step_times[warmup:])
         return {"step_s": step, "parts_s": parts, "other_s": step - sum(parts.values())}
 
 
@@ -73,8 +72,7 @@ def parts_alone(trainer, repeats: int) -> dict:
     device = trainer.accelerator.device
     model = trainer.model_wrapped
     inputs = trainer._prepare_inputs(next(iter(trainer.get_train_dataloader())))
-    raft_inputs = {key: inputs.pop(key) for key in ("prompt_input_ids", "prompt_attention_mask", "teacher_prompt_ids",
-                                                     "teacher_prompt_attention_mask") if key in inputs}  # fmt: skip
+    raft_inputs = {key: inputs.pop(key) for key in RAFT_BATCH_KEYS if key in inputs}
     times = {"generation": [], "teacher_forward": [], "student_forward_backward": [], "optimizer": []}
     model.train()
     for _ in range(1 + repeats):

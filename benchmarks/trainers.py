@@ -185,7 +185,7 @@ def run_one(trainer_name: str, model: str, args) -> dict:
     if part_timer is not None:
         from .parts import parts_alone, profile_step
 
-        result["in_step"] = part_timer.summary(args.warmup)
+        result["in_step"] = part_timer.summary(timer.times, args.warmup)
         result["alone"] = parts_alone(trainer, args.part_repeats)
         result["profile"] = profile_step(trainer)
     return result

@@ -142,9 +142,8 @@ def topk_forward_kl(
     return temperature**2 * (token_kl * mask).sum(-1) / mask.sum(-1).clamp(min=1)
 
 
-def _nll_and_gather(rows, labels, indices, head: LMHead):
-    """One chunk whose labelled rows come first: (Σ NLL of those, raw logits of the other rows at `indices`)."""
-    num_labelled = int(labels.ne(-100).sum())
+def _nll_and_gather(rows, labels, indices, num_labelled: int, head: LMHead):
+    """One chunk whose first `num_labelled` rows are labelled: (Σ NLL of those, raw logits of the others at `indices`)."""
     raw = head.raw(rows)  # (R, V) float32
     nll = F.cross_entropy(head.finish(raw[:num_labelled]), labels[:num_labelled], reduction="sum")
     return nll, raw[num_labelled:].gather(-1, indices[num_labelled:])
@@ -177,12 +176,14 @@ def nll_and_topk_logits(
     all_labels = torch.cat([labels, labels.new_full((rollout_hidden.size(0),), -100)])
     all_indices = torch.cat([indices.new_zeros((sft_hidden.size(0), indices.size(-1))), indices])
     nll = rows.new_zeros((), dtype=torch.float32) + 0.0 * rows.sum()  # connected zero for empty batches
-    gathered = []
+    gathered, offset = [], 0
     for chunk in zip(*(row_chunks(t, chunk_size, num_chunks) for t in (rows, all_labels, all_indices))):
+        num_labelled = min(len(chunk[0]), max(0, sft_hidden.size(0) - offset))  # from shapes: no device sync
+        offset += len(chunk[0])
         if recompute:
-            chunk_nll, chunk_logits = checkpoint(_nll_and_gather, *chunk, head, use_reentrant=False)
+            chunk_nll, chunk_logits = checkpoint(_nll_and_gather, *chunk, num_labelled, head, use_reentrant=False)
         else:
-            chunk_nll, chunk_logits = _nll_and_gather(*chunk, head)
+            chunk_nll, chunk_logits = _nll_and_gather(*chunk, num_labelled, head)
         nll = nll + chunk_nll
         gathered.append(chunk_logits)
     logits = torch.cat(gathered) if gathered else rows.new_zeros((0, indices.size(-1)), dtype=torch.float32)

@@ -72,6 +72,12 @@ class RAFTTrainer(SFTTrainer):
         self.teacher = self._resolve_teacher(teacher_model) if args.use_distillation else None
         self.rollout_generation_config = self._rollout_generation_config()
         self.vllm_rollouts = VLLMRollouts(self) if args.use_distillation and args.use_vllm else None
+        self._zero3 = self.is_deepspeed_enabled and self.accelerator.state.deepspeed_plugin.zero_stage == 3
+        # Recompute the student's LM-head chunks in backward, except for a frozen head under ZeRO-3: DeepSpeed
+        # re-partitions a frozen weight after the recomputed forward, which torch's checkpoint then rejects (it saw
+        # the full weight). Without recomputation the chunks' logits are kept for backward, as SFTTrainer's loss does.
+        head = self.accelerator.unwrap_model(self.model).get_output_embeddings()
+        self._recompute_head_chunks = not self._zero3 or any(p.requires_grad for p in head.parameters())
         self._num_rollouts_in_window: int | None = None
         # This optimizer step's Σ SFT and Σ KL contributions, finite micro-batches, all micro-batches
         self._step_totals = torch.zeros(4, dtype=torch.float64)
@@ -232,23 +238,13 @@ class RAFTTrainer(SFTTrainer):
         """Under ZeRO-3, how many LM-head chunks every rank runs (the student's SFT tokens + rollout positions, the
         teacher's rollout positions): the largest count of any rank, so that all ranks join the same number of
         head-weight gathers. `None`s (no padding) otherwise."""
-        if not (self.is_deepspeed_enabled and self.accelerator.state.deepspeed_plugin.zero_stage == 3):
+        if not self._zero3:
             return None, None
         chunk, positions = self.args.distillation_chunk_size, rollouts.completion_ids.numel()
         local = torch.tensor([num_row_chunks(int(labels[:, 1:].ne(-100).sum()) + positions, chunk),
                               num_row_chunks(positions, chunk)], device=labels.device)  # fmt: skip
         student_chunks, teacher_chunks = self.accelerator.reduce(local, "max").tolist()
         return student_chunks, teacher_chunks
-
-    @property
-    def _recompute_head_chunks(self) -> bool:
-        """Recompute the student's LM-head chunks in backward, except for a frozen head under ZeRO-3: DeepSpeed
-        re-partitions a frozen weight after the recomputed forward, which torch's checkpoint then rejects (it saw the
-        full weight). Without recomputation the chunks' logits are kept for backward, as SFTTrainer's loss does."""
-        if not (self.is_deepspeed_enabled and self.accelerator.state.deepspeed_plugin.zero_stage == 3):
-            return True
-        head = self.accelerator.unwrap_model(self.model).get_output_embeddings()
-        return any(p.requires_grad for p in head.parameters())
 
     def _teacher_topk(self, model, raft_inputs, rollouts: Rollouts, num_chunks: int | None = None) -> TeacherTopK:
         """The teacher's top-K over each completion position, seeing the reference (or only the prompt)."""
