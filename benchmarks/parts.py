@@ -13,6 +13,7 @@ import time
 import torch
 from transformers import TrainerCallback
 
+from raft_trainer.losses import sequence_means
 from raft_trainer.trainer import RAFT_BATCH_KEYS
 
 from .memory import median, synchronize, timed
@@ -45,9 +46,6 @@ class PartTimer(TrainerCallback):
 
         setattr(owner, method, wrapper)
 
-    def on_step_begin(self, args, state, control, **kwargs):
-        self._step_parts = {}
-
     def on_pre_optimizer_step(self, args, state, control, **kwargs):
         synchronize(self.device)
         self._optimizer_start = time.perf_counter()
@@ -56,9 +54,10 @@ class PartTimer(TrainerCallback):
         synchronize(self.device)
         self._step_parts["optimizer"] = time.perf_counter() - self._optimizer_start
 
-    def on_step_end(self, args, state, control, **kwargs):
+    def on_step_end(self, args, state, control, **kwargs):  # parts since the last step: rollouts come before it
         for name in PARTS:
             self.parts[name].append(self._step_parts.get(name, 0.0))
+        self._step_parts = {}
 
     def summary(self, step_times: list[float], warmup: int) -> dict:
         """Median step (of `step_times`, timed by the caller) and per-part medians over the steps after `warmup`."""
@@ -84,7 +83,7 @@ def parts_alone(trainer, repeats: int) -> dict:
         with timed(device, times["student_forward_backward"]):
             nll_sum, kl = trainer._student_losses(model, inputs, raft_inputs, rollouts, teacher)
             tokens = inputs["labels"][:, 1:].ne(-100).sum().clamp(min=1)
-            (nll_sum / tokens + kl.mean()).backward()
+            (nll_sum / tokens + sequence_means(kl, rollouts.completion_mask).mean()).backward()
         with timed(device, times["optimizer"]):
             trainer.optimizer.step()
             trainer.optimizer.zero_grad()

@@ -44,16 +44,21 @@ GPU_MODELS = {
 
 
 class StepTimer(TrainerCallback):
+    """Wall time from the end of one optimizer step to the end of the next: everything a step costs, including what
+    a trainer does before `on_step_begin` (RAFT samples a window's rollouts in `get_batch_samples`)."""
+
     def __init__(self, device):
         self.device, self.times = device, []
 
-    def on_step_begin(self, args, state, control, **kwargs):
+    def on_train_begin(self, args, state, control, **kwargs):
         synchronize(self.device)
         self._start = time.perf_counter()
 
     def on_step_end(self, args, state, control, **kwargs):
         synchronize(self.device)
-        self.times.append(time.perf_counter() - self._start)
+        now = time.perf_counter()
+        self.times.append(now - self._start)
+        self._start = now
 
 
 def prepare_model(name: str, cache: Path) -> str:
@@ -105,7 +110,7 @@ def dataset_for(trainer: str):
 def build_trainer(trainer: str, model: str, args, device: torch.device):
     from transformers import AutoConfig, AutoTokenizer
 
-    from raft_trainer.data import DEFAULT_TEACHER_TEMPLATE
+    from raft_trainer.teacher_prompts import DEFAULT_TEACHER_TEMPLATE
 
     gpu = device.type == "cuda"
     common = dict(

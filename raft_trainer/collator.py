@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -9,10 +10,7 @@ import torch
 from trl.trainer.sft_trainer import DataCollatorForLanguageModeling
 from trl.trainer.utils import pad
 
-
-def prompt_length(labels: list[int]) -> int:
-    """Number of prompt tokens: the position of the first label that is not -100."""
-    return next((i for i, label in enumerate(labels) if label != -100), len(labels))
+from .teacher_prompts import prompt_length
 
 
 @dataclass
@@ -20,11 +18,17 @@ class RAFTDataCollator:
     """Collate tokenised RAFT examples (`input_ids`, `labels`, and `teacher_prompt_ids` when the teacher sees the
     reference).
 
-    Returns the keys of TRL's `DataCollatorForLanguageModeling` (right-padded `input_ids`, `attention_mask`, `labels`
-    with prompt tokens at -100) plus:
+    Returns the SFT batch of `sft_collator` (by default TRL's `DataCollatorForLanguageModeling`: right-padded
+    `input_ids`, `attention_mask`, `labels` with prompt tokens at -100) plus:
     - `prompt_input_ids`, `prompt_attention_mask`: the prompt alone, left-padded, for generation;
     - `teacher_prompt_ids`, `teacher_prompt_attention_mask`: the teacher's prompt, left-padded, to which the trainer
       appends the student's completion ids (never re-tokenised).
+
+    Args:
+        pad_token_id (`int`): padding id.
+        pad_to_multiple_of (`int`, *optional*): passed to TRL's collator.
+        sft_collator (`Callable`, *optional*): a `data_collator` given to `RAFTTrainer`; it receives the examples
+            without `teacher_prompt_ids` and must return `input_ids`, `attention_mask` and `labels`.
 
     Example:
     ```python
@@ -48,11 +52,13 @@ class RAFTDataCollator:
 
     pad_token_id: int
     pad_to_multiple_of: int | None = None
+    sft_collator: Callable[[list[dict]], dict] | None = None
 
     def __post_init__(self):
-        self._sft = DataCollatorForLanguageModeling(
-            pad_token_id=self.pad_token_id, pad_to_multiple_of=self.pad_to_multiple_of
-        )
+        if self.sft_collator is None:
+            self.sft_collator = DataCollatorForLanguageModeling(
+                pad_token_id=self.pad_token_id, pad_to_multiple_of=self.pad_to_multiple_of
+            )
 
     def _left_pad(self, sequences: list[list[int]], ids_key: str, mask_key: str) -> dict[str, torch.Tensor]:
         ids = [torch.tensor(s, dtype=torch.long) for s in sequences]
@@ -68,7 +74,14 @@ class RAFTDataCollator:
                 f"RAFTDataCollator needs tokenised examples with {sorted(missing)}; got keys {sorted(examples[0])}. "
                 "Let RAFTTrainer prepare the dataset (do not set `skip_prepare_dataset`)."
             )
-        batch = self._sft([{"input_ids": e["input_ids"], "labels": e["labels"]} for e in examples])
+        batch = self.sft_collator([{k: v for k, v in e.items() if k != "teacher_prompt_ids"} for e in examples])
+        missing = {"input_ids", "attention_mask", "labels"} - set(batch)
+        if missing:
+            raise ValueError(
+                f"The data collator passed to RAFTTrainer returned {sorted(batch)}, without {sorted(missing)}. RAFT "
+                "needs an SFT batch with input_ids, attention_mask and labels (prompt tokens at -100); it adds the "
+                "prompts the rollouts start from and the teacher's prompts itself."
+            )
         prompts = [list(e["input_ids"][: prompt_length(e["labels"])]) for e in examples]
         batch.update(self._left_pad(prompts, "prompt_input_ids", "prompt_attention_mask"))
         if "teacher_prompt_ids" in examples[0]:  # absent without answer conditioning: the teacher sees the prompt

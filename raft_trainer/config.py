@@ -11,7 +11,8 @@ from transformers import TrainingArguments
 from trl import SFTConfig
 from trl.trainer.utils import get_config_model_id
 
-from .data import DEFAULT_TEACHER_TEMPLATE, validate_teacher_template
+from .stopping import decode_escapes
+from .teacher_prompts import DEFAULT_TEACHER_TEMPLATE, validate_teacher_template
 
 
 def _has_bf16_accelerator() -> bool:
@@ -74,6 +75,12 @@ class RAFTConfig(SFTConfig):
         (`repetition_penalty` is pinned to 1); other settings of the model's `generation_config` still apply.
     num_generations (`int`, *optional*, defaults to `1`):
         Rollouts per prompt.
+    stop_strings (`list[str]`, *optional*):
+        A rollout ends at the token that completes the first of these strings, as it ends at EOS: that token is kept
+        and distilled, nothing after it. Default: `["\\n"]` when the tokenizer has no chat template (a base model
+        never emits EOS after an answer, so its rollouts would otherwise run to `max_completion_length`), none
+        otherwise (EOS and the chat template's end-of-turn token end rollouts). `[]` turns the default off. Typed
+        `\\n` and `\\t` on the command line become a newline and a tab. `completions/clipped_ratio` shows the effect.
     ds3_gather_for_generation (`bool`, *optional*, defaults to `True`):
         Gather ZeRO-3 weights for generation (faster; set `False` when the model does not fit on one device).
 
@@ -120,6 +127,11 @@ class RAFTConfig(SFTConfig):
     top_p: float = field(default=1.0, metadata={"help": "Rollout top-p."})
     top_k: int = field(default=0, metadata={"help": "Rollout top-k (0 = off)."})
     num_generations: int = field(default=1, metadata={"help": "Rollouts per prompt."})
+    stop_strings: list[str] | None = field(
+        default=None,
+        metadata={"help": "Rollouts end at the first of these strings, like at EOS (default: a newline when the "
+                  "tokenizer has no chat template, else none; [] for none)."},
+    )  # fmt: skip
     ds3_gather_for_generation: bool = field(default=True, metadata={"help": "Gather ZeRO-3 weights to generate."})
     use_vllm: bool = field(default=False, metadata={"help": "Sample rollouts with vLLM (GPU, extra [vllm])."})
     vllm_mode: str = field(default="colocate", metadata={"help": "'colocate' or 'server'.",
@@ -137,6 +149,10 @@ class RAFTConfig(SFTConfig):
         if self.bf16 is None and not self.fp16 and not _has_bf16_accelerator():
             self.bf16 = False  # SFTConfig would default to bf16 and then refuse to run on a machine without a GPU
         super().__post_init__()
+        if self.stop_strings is not None:
+            self.stop_strings = decode_escapes(
+                [self.stop_strings] if isinstance(self.stop_strings, str) else self.stop_strings
+            )
         checks = {
             "distillation_topk": self.distillation_topk >= 1,
             "distillation_temperature": self.distillation_temperature > 0,

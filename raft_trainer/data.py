@@ -1,29 +1,23 @@
-"""Recognise the dataset formats RAFT accepts, normalise them to prompt / completion / reference, and tokenise the
-teacher's prompt (the template with the reference answer), cutting the reference, never the question, when too long.
+"""Recognise the dataset formats RAFT accepts and normalise them to prompt / completion / reference columns.
+
+The teacher's prompt is built from the tokenised rows in `teacher_prompts`.
 """
 
 from __future__ import annotations
 
 import os
-import re
 from importlib import resources
 from typing import Any
 
 from datasets import Dataset, IterableDataset, load_dataset
 from trl.data_utils import get_dataset_column_names
 
-REFERENCE_PLACEHOLDER = "{reference}"
-PROMPT_PLACEHOLDER = "{prompt}"
-DEFAULT_TEACHER_TEMPLATE = (
-    "Background reference knowledge: {reference}\n"
-    "Answer the question based on the reference knowledge: {prompt}\n"
-    "Answer: "
-)
+from .teacher_prompts import is_chat_messages
+
 _EXPECTED = (
     "'prompt' and 'completion' (plain strings or lists of chat messages), or 'messages' (a conversation whose last "
     "assistant turn is the target); optionally 'reference' (the teacher's context, defaults to the target)"
 )
-_SENTINEL = "\ue000RAFT-REFERENCE\ue000"
 
 
 DATA_BUILDERS = {".jsonl": "json", ".json": "json", ".csv": "csv", ".parquet": "parquet"}
@@ -43,30 +37,9 @@ def load_data(name_or_path: str | None, config: str | None = None, split: str = 
     return load_dataset(name_or_path, name=config, split=split)
 
 
-def validate_teacher_template(template: str) -> None:
-    """Raise `ValueError` unless the template holds exactly the `{reference}` and `{prompt}` placeholders."""
-    fields = set(re.findall(r"\{(\w*)\}", template))
-    missing = {"reference", "prompt"} - fields
-    unknown = fields - {"reference", "prompt"}
-    if missing or unknown:
-        raise ValueError(
-            f"`teacher_template` must contain the placeholders {{reference}} and {{prompt}} and no others; "
-            f"missing: {sorted(missing)}, unknown: {sorted(unknown)}. Got: {template!r}"
-        )
-
-
-def render_teacher_text(template: str, *, reference: str, prompt: str) -> str:
-    """Fill the template by plain replacement (braces inside the data are safe)."""
-    return template.replace(REFERENCE_PLACEHOLDER, reference).replace(PROMPT_PLACEHOLDER, prompt)
-
-
-def _is_chat(value: Any) -> bool:
-    return isinstance(value, list) and all(isinstance(m, dict) and "role" in m for m in value)
-
-
-def _text_of(value: Any) -> str:
+def completion_text(value: Any) -> str:
     """The text of a completion: a string, or the content of the (last) assistant message."""
-    if _is_chat(value):
+    if is_chat_messages(value):
         return str(value[-1].get("content") or "") if value else ""
     return value if isinstance(value, str) else ""
 
@@ -83,17 +56,19 @@ def split_messages(example: dict[str, Any]) -> dict[str, Any]:
 def _add_reference(example: dict[str, Any]) -> dict[str, Any]:
     reference = example.get("reference")
     return {
-        "reference": reference if isinstance(reference, str) and reference.strip() else _text_of(example["completion"])
+        "reference": reference
+        if isinstance(reference, str) and reference.strip()
+        else completion_text(example["completion"])
     }
 
 
 def _problems(example: dict[str, Any]) -> str | None:
     prompt, completion = example["prompt"], example["completion"]
-    if _is_chat(prompt) != _is_chat(completion) and completion:
+    if is_chat_messages(prompt) != is_chat_messages(completion) and completion:
         return "prompt and completion mix plain text and chat messages"
-    if not (prompt if _is_chat(prompt) else isinstance(prompt, str) and prompt.strip()):
+    if not (prompt if is_chat_messages(prompt) else isinstance(prompt, str) and prompt.strip()):
         return "empty or non-text prompt"
-    if not _text_of(completion).strip():
+    if not completion_text(completion).strip():
         return "empty or non-text completion (answer)"
     return None
 
@@ -129,56 +104,10 @@ def normalize_dataset(dataset: Dataset | IterableDataset, name: str = "train") -
     return dataset
 
 
-def tokenize_teacher_prompt(
-    tokenizer, prompt: str | list[dict], reference: str, *, template: str, max_length: int | None
-) -> tuple[list[int], bool]:
-    """Token ids of the teacher's prompt: the template around the reference and the question.
-
-    A conversational prompt keeps its earlier turns; the last user turn's content becomes the filled template, and the
-    chat template adds the generation prompt. When the ids exceed `max_length`, the reference is cut from its end;
-    the question and the answer header are never cut (the result can then exceed `max_length`).
-
-    Returns:
-        `(ids, reference_truncated)`.
-    """
-    if _is_chat(prompt):
-        last_user = max((i for i, m in enumerate(prompt) if m.get("role") == "user"), default=len(prompt) - 1)
-        messages = [dict(m) for m in prompt]
-        messages[last_user]["content"] = render_teacher_text(
-            template, reference=_SENTINEL, prompt=str(messages[last_user]["content"])
-        ).rstrip()
-        rendered = tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
-        add_special_tokens = False  # the chat template renders BOS itself
-    else:
-        rendered = render_teacher_text(template, reference=_SENTINEL, prompt=prompt)
-        add_special_tokens = True
-    before, after = rendered.split(_SENTINEL, 1)
-    before_ids = tokenizer(before, add_special_tokens=add_special_tokens)["input_ids"]
-    # A tokenizer that appends EOS as a special token would put it mid-prompt, before the reference: drop it.
-    if before_ids and tokenizer.eos_token_id is not None and before_ids[-1] == tokenizer.eos_token_id:
-        before_ids = before_ids[:-1]
-    reference_ids = tokenizer(reference, add_special_tokens=False)["input_ids"]
-    after_ids = tokenizer(after, add_special_tokens=False)["input_ids"]
-    truncated = False
-    if max_length is not None:
-        budget = max(max_length - len(before_ids) - len(after_ids), 0)
-        truncated = len(reference_ids) > budget
-        reference_ids = reference_ids[:budget]
-    return before_ids + reference_ids + after_ids, truncated
-
-
-def add_teacher_prompt_ids(example: dict[str, Any], tokenizer, template: str, max_length: int | None) -> dict:
-    """`Dataset.map` function: `teacher_prompt_ids` and `reference_truncated` for one example."""
-    ids, truncated = tokenize_teacher_prompt(
-        tokenizer, example["prompt"], example["reference"], template=template, max_length=max_length
-    )
-    return {"teacher_prompt_ids": ids, "reference_truncated": truncated}
-
-
 def check_chat_template(tokenizer, dataset: Dataset | IterableDataset) -> None:
     """Raise a clear error when conversational data meets a tokenizer without a chat template."""
     first = next(iter(dataset))
-    if _is_chat(first.get("prompt")) and not getattr(tokenizer, "chat_template", None):
+    if is_chat_messages(first.get("prompt")) and not getattr(tokenizer, "chat_template", None):
         raise ValueError(
             "The dataset is conversational (lists of messages) but the tokenizer has no chat template. Set "
             "`chat_template_path` in RAFTConfig, give the tokenizer a `chat_template`, or use plain-text "

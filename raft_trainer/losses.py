@@ -116,14 +116,10 @@ def teacher_topk(
     return TeacherTopK(torch.cat(indices), torch.cat(logprobs), torch.cat(mass))
 
 
-def topk_forward_kl(
-    student_logits: torch.Tensor,
-    teacher_logprobs: torch.Tensor,
-    mask: torch.Tensor,
-    *,
-    temperature: float,
+def topk_forward_kl_per_token(
+    student_logits: torch.Tensor, teacher_logprobs: torch.Tensor, mask: torch.Tensor, *, temperature: float
 ) -> torch.Tensor:
-    """Per-sequence top-K forward KL, `T² · mean_t KL(q̃_t ‖ p̃_t)` with p̃ = softmax(v_S / T) renormalised over S.
+    """`T² · KL(q̃_t ‖ p̃_t)` at every position, with p̃ = softmax(v_S / T) renormalised over the teacher's top-K S.
 
     Args:
         student_logits (`torch.Tensor`): `(B, C, K)` student logits v at the teacher's top-K ids (un-tempered).
@@ -132,14 +128,46 @@ def topk_forward_kl(
         temperature (`float`): distillation temperature T.
 
     Returns:
-        `(B,)` float32 per-sequence KL. A sequence without tokens gives 0 (and a connected zero gradient). The caller
-        averages over sequences; this function never divides by a batch size.
+        `(B, C)` float32, exactly 0 where `mask` is 0. Positions are masked *before* anything is reduced, so
+        non-finite logits at padding give a finite loss and gradient. A top-K entry with q̃ = 0 (a `-inf` teacher
+        logit, e.g. a suppressed token when fewer than K tokens are allowed) is left out of S, for p̃ as for q̃: it
+        contributes 0 (the limit of q·log q), not `0 · ∞ = NaN`.
     """
-    student_logprobs = F.log_softmax(student_logits.float() / temperature, dim=-1)
-    teacher_logprobs = teacher_logprobs.float()
-    token_kl = (teacher_logprobs.exp() * (teacher_logprobs - student_logprobs)).sum(-1)  # (B, C)
-    mask = mask.to(token_kl.dtype)
-    return temperature**2 * (token_kl * mask).sum(-1) / mask.sum(-1).clamp(min=1)
+    valid = mask.bool()[..., None]
+    teacher_logprobs = teacher_logprobs.float().masked_fill(~valid, 0.0)
+    # Top-K entries with q̃ = 0 (-inf teacher logits) are not in S; NaN stays in, so that it surfaces.
+    support = teacher_logprobs != float("-inf")
+    student_logits = student_logits.float().masked_fill(~valid, 0.0).masked_fill(~support, float("-inf"))
+    student_logprobs = F.log_softmax(student_logits / temperature, dim=-1)
+    terms = torch.where(support, teacher_logprobs.exp() * (teacher_logprobs - student_logprobs), 0.0)
+    return temperature**2 * terms.sum(-1) * valid.squeeze(-1)
+
+
+def sequence_means(values: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """`(B, C), (B, C) -> (B,)` mean of `values` over each row's unmasked positions; 0 for a row without any.
+
+    Example:
+    ```python
+    >>> sequence_means(torch.tensor([[1.0, 3.0], [2.0, 9.0], [5.0, 5.0]]), torch.tensor([[1, 1], [1, 0], [0, 0]]))
+    tensor([2., 2., 0.])
+
+    ```
+    """
+    mask = mask.to(values.dtype)
+    return (values * mask).sum(-1) / mask.sum(-1).clamp(min=1)
+
+
+def topk_forward_kl(
+    student_logits: torch.Tensor, teacher_logprobs: torch.Tensor, mask: torch.Tensor, *, temperature: float
+) -> torch.Tensor:
+    """Per-sequence top-K forward KL, `T² · mean_t KL(q̃_t ‖ p̃_t)` (the paper's L_KL before the mean over sequences).
+
+    Same arguments as `topk_forward_kl_per_token`. Returns `(B,)` float32; a sequence without tokens gives 0 (and a
+    connected zero gradient). The caller averages over sequences; this function never divides by a batch size.
+    """
+    return sequence_means(
+        topk_forward_kl_per_token(student_logits, teacher_logprobs, mask, temperature=temperature), mask
+    )
 
 
 def _nll_and_gather(rows, labels, indices, num_labelled: int, head: LMHead):

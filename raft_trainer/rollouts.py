@@ -1,12 +1,16 @@
-"""On-policy rollouts: sample z ~ p_θ(·|x) from the current student, cut at the first EOS, and build the
-token-level inputs the student and the teacher score them with (prompt ⊕ completion ids, never re-tokenised).
+"""On-policy rollouts: sample z ~ p_θ(·|x) from the current student, cut at the first EOS or stop string, and build
+the token-level inputs the student and the teacher score them with (prompt ⊕ completion ids, never re-tokenised).
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import torch
+from transformers import StoppingCriteriaList
+
+from .stopping import StopOnText, mask_after_first_eos, mask_after_first_stop_string
 
 
 @dataclass
@@ -14,45 +18,49 @@ class Rollouts:
     """Sampled completions for a batch of prompts (each prompt repeated `num_generations` times, consecutively).
 
     Attributes:
-        completion_ids (`torch.LongTensor`): `(N, C)` sampled ids, pad after the first EOS.
-        completion_mask (`torch.LongTensor`): `(N, C)` 1 up to and including the first EOS.
+        completion_ids (`torch.LongTensor`): `(N, C)` sampled ids, pad after the end.
+        completion_mask (`torch.LongTensor`): `(N, C)` 1 up to and including the first EOS or the token that completes
+            a stop string; these are the positions the distillation term covers.
+        finished (`torch.BoolTensor`, *optional*): `(N,)` the rollout ended (EOS or stop string) rather than being
+            clipped at `max_completion_length`.
     """
 
     completion_ids: torch.Tensor
     completion_mask: torch.Tensor
+    finished: torch.Tensor | None = None
 
     @property
     def lengths(self) -> torch.Tensor:
         return self.completion_mask.sum(-1)
 
 
-def mask_after_first_eos(completion_ids: torch.Tensor, eos_token_ids: list[int]) -> torch.Tensor:
-    """1 on every token up to and including the first EOS, 0 after it.
-
-    Example:
-    ```python
-    >>> mask_after_first_eos(torch.tensor([[4, 2, 7], [2, 2, 2], [4, 5, 6]]), eos_token_ids=[2])
-    tensor([[1, 1, 0],
-            [1, 0, 0],
-            [1, 1, 1]])
-
-    ```
-    """
-    is_eos = torch.isin(completion_ids, torch.tensor(eos_token_ids, device=completion_ids.device))
-    eos_before = is_eos.long().cumsum(-1) - is_eos.long()  # EOS strictly before each position
-    return (eos_before == 0).long()
-
-
 @torch.no_grad()
 def sample_rollouts(
-    model, prompt_ids: torch.Tensor, prompt_mask: torch.Tensor, *, generation_config, eos_token_ids: list[int]
-) -> Rollouts:
+    model, prompt_ids: torch.Tensor, prompt_mask: torch.Tensor, *, generation_config, eos_token_ids: list[int],
+    tokenizer=None, stop_strings: Sequence[str] = (),
+) -> Rollouts:  # fmt: skip
     """Sample completions with `model.generate` from left-padded prompts; `generation_config.num_return_sequences`
-    rollouts per prompt. The caller puts the model in eval mode and gathers sharded weights.
+    rollouts per prompt, each ending at its first EOS or at the token that completes one of `stop_strings` (which
+    need `tokenizer`). The caller puts the model in eval mode and gathers sharded weights.
     """
-    output = model.generate(input_ids=prompt_ids, attention_mask=prompt_mask, generation_config=generation_config)
+    criteria = StoppingCriteriaList([StopOnText(tokenizer, stop_strings, prompt_ids.size(1))] if stop_strings else [])
+    output = model.generate(
+        input_ids=prompt_ids, attention_mask=prompt_mask, generation_config=generation_config,
+        stopping_criteria=criteria,
+    )  # fmt: skip
     pad_id = generation_config.pad_token_id if generation_config.pad_token_id is not None else eos_token_ids[0]
-    return _cut_at_first_eos(output[:, prompt_ids.size(1) :], eos_token_ids, pad_id)
+    rollouts = _cut_at_first_eos(output[:, prompt_ids.size(1) :], eos_token_ids, pad_id)
+    return end_at_stop_strings(rollouts, tokenizer, stop_strings, pad_id)
+
+
+def end_at_stop_strings(rollouts: Rollouts, tokenizer, stop_strings: Sequence[str], pad_id: int) -> Rollouts:
+    """`rollouts` with each row ending at the token that completes its first stop string (kept, as EOS is)."""
+    if not stop_strings:
+        return rollouts
+    mask, stopped = mask_after_first_stop_string(tokenizer, rollouts.completion_ids, rollouts.completion_mask,
+                                                 stop_strings)  # fmt: skip
+    finished = stopped if rollouts.finished is None else rollouts.finished | stopped
+    return Rollouts(rollouts.completion_ids.masked_fill(mask == 0, pad_id), mask, finished)
 
 
 def rollouts_from_token_lists(
@@ -86,7 +94,8 @@ def _cut_at_first_eos(completion_ids: torch.Tensor, eos_token_ids: list[int], pa
     mask = mask_after_first_eos(completion_ids, eos_token_ids)
     if valid is not None:
         mask = mask * valid.long()
-    return Rollouts(completion_ids.masked_fill(mask == 0, pad_id), mask)
+    is_eos = torch.isin(completion_ids, torch.tensor(eos_token_ids, device=completion_ids.device))
+    return Rollouts(completion_ids.masked_fill(mask == 0, pad_id), mask, (is_eos & mask.bool()).any(-1))
 
 
 def append_completions(

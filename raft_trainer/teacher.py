@@ -5,10 +5,13 @@ its name or path (never a deep copy, which would copy empty ZeRO-3 shards), or a
 from __future__ import annotations
 
 import torch
+from accelerate.logging import get_logger
 from transformers import AutoModelForCausalLM, PreTrainedModel
 from trl.trainer.utils import get_config_model_id, use_adapter
 
 from .heads import add_raft_head
+
+logger = get_logger(__name__)
 
 
 def load_teacher(model_or_path: str | PreTrainedModel, init_kwargs: dict | None = None) -> PreTrainedModel:
@@ -24,17 +27,44 @@ def load_teacher(model_or_path: str | PreTrainedModel, init_kwargs: dict | None 
 
 
 def reload_original(student: PreTrainedModel, init_kwargs: dict | None = None) -> PreTrainedModel:
-    """Load the student's original weights again from `config._name_or_path`, with a clear error if that fails."""
+    """Load the student's original weights again from `config._name_or_path`, with a clear error if that fails and a
+    warning when the model passed in memory is not that checkpoint (`weights_differ`)."""
     name_or_path = get_config_model_id(student.config)
     kwargs = {"dtype": student.dtype, **(init_kwargs or {})}
     try:
-        return load_teacher(name_or_path, kwargs)
+        teacher = load_teacher(name_or_path, kwargs)
     except (OSError, ValueError) as error:
         raise ValueError(
             f"RAFT's default teacher is the original model, loaded again from {name_or_path!r}, which failed: "
             f"{error}. Pass `teacher_model=` (a name, path or model) to RAFTTrainer, or train with LoRA so the "
             "adapter-disabled base serves as the teacher."
         ) from error
+    difference = weights_differ(student, teacher)
+    if difference:
+        logger.warning(
+            f"The model passed to RAFTTrainer differs from the checkpoint it was loaded from ({name_or_path!r}; "
+            f"{difference}), but RAFT's teacher was loaded again from that checkpoint, so the teacher is not the "
+            "model you passed. To distil from the model as passed, give `teacher_model=` a frozen copy of it "
+            "(or save it and pass its folder)."
+        )
+    return teacher
+
+
+def weights_differ(model: PreTrainedModel, reference: PreTrainedModel, num_tensors: int = 4) -> str | None:
+    """A cheap check that two models hold the same weights: compares `num_tensors` parameters spread over the
+    state dict (first, last and between). Returns `None` when they match, else which tensor differs and by how much.
+    Tensors that are not materialised here (ZeRO-3 shards, meta tensors) are not compared."""
+    ours, theirs = dict(model.named_parameters()), dict(reference.named_parameters())
+    names = [n for n in ours if n in theirs and ours[n].shape == theirs[n].shape and ours[n].numel() > 0]
+    names = [n for n in names if ours[n].device.type != "meta" and theirs[n].device.type != "meta"]
+    if not names:
+        return None
+    picked = {names[round(i * (len(names) - 1) / max(num_tensors - 1, 1))] for i in range(num_tensors)}
+    for name in sorted(picked, key=names.index):
+        a, b = ours[name].detach().float().cpu(), theirs[name].detach().float().cpu()
+        if not torch.equal(a, b):
+            return f"{name}: largest difference {float((a - b).abs().max()):.3g}"
+    return None
 
 
 @torch.no_grad()

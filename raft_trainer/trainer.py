@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import math
 import time
+from dataclasses import dataclass
 
 import torch
 from accelerate.logging import get_logger
@@ -27,17 +28,29 @@ from .balancing import EMALossBalancer
 from .callbacks import RAFTCallback
 from .collator import RAFTDataCollator
 from .config import RAFTConfig, as_raft_config
-from .data import add_teacher_prompt_ids, check_chat_template, normalize_dataset
+from .data import check_chat_template, completion_text, normalize_dataset
 from .heads import add_raft_head
-from .losses import TeacherTopK, nll_and_topk_logits, num_row_chunks, teacher_topk, topk_forward_kl
+from .losses import (
+    TeacherTopK,
+    nll_and_topk_logits,
+    num_row_chunks,
+    sequence_means,
+    teacher_topk,
+    topk_forward_kl_per_token,
+)
 from .rollouts import Rollouts, append_completions, positions_from_mask, sample_rollouts
+from .stopping import resolve_stop_strings
 from .teacher import load_teacher, reload_original, run_teacher
+from .teacher_prompts import add_teacher_prompt_ids
 from .vllm_rollouts import VLLMRollouts
 
 logger = get_logger(__name__)
 
 
-RAFT_BATCH_KEYS = ("prompt_input_ids", "prompt_attention_mask", "teacher_prompt_ids", "teacher_prompt_attention_mask")
+RAFT_BATCH_KEYS = (
+    "prompt_input_ids", "prompt_attention_mask", "teacher_prompt_ids", "teacher_prompt_attention_mask",
+    "completion_ids", "completion_mask", "completion_finished",
+)  # fmt: skip
 
 
 class RAFTTrainer(SFTTrainer):
@@ -67,10 +80,14 @@ class RAFTTrainer(SFTTrainer):
         self.raft_callback = RAFTCallback(balancer)
         super().__init__(model, args, data_collator, train_dataset, eval_dataset, processing_class,
                          callbacks=[*(callbacks or []), self.raft_callback], **kwargs)  # fmt: skip
-        if data_collator is None and args.use_distillation:
-            self.data_collator = RAFTDataCollator(self._tokenizer.pad_token_id, args.pad_to_multiple_of)
+        if args.use_distillation:  # RAFT's keys around the SFT batch of TRL's collator, or of the one passed
+            self.data_collator = RAFTDataCollator(self._tokenizer.pad_token_id, args.pad_to_multiple_of,
+                                                  sft_collator=data_collator)  # fmt: skip
         self.teacher = self._resolve_teacher(teacher_model) if args.use_distillation else None
         self.rollout_generation_config = self._rollout_generation_config()
+        self.stop_strings = resolve_stop_strings(args.stop_strings, self._tokenizer)
+        if args.use_distillation:
+            self._check_stop_strings(self.train_dataset)
         self.vllm_rollouts = VLLMRollouts(self) if args.use_distillation and args.use_vllm else None
         self._zero3 = self.is_deepspeed_enabled and self.accelerator.state.deepspeed_plugin.zero_stage == 3
         # Recompute the student's LM-head chunks in backward, except for a frozen head under ZeRO-3: DeepSpeed
@@ -123,29 +140,73 @@ class RAFTTrainer(SFTTrainer):
             use_cache=True,
         )  # fmt: skip
 
-    def _prepare_dataset(self, dataset, processing_class, args, packing, formatting_func, dataset_name):
-        columns = get_dataset_column_names(dataset)
-        if args.use_distillation and args.answer_conditioning and "input_ids" not in columns:
-            check_chat_template(self._tokenizer, dataset)
-            is_map_style = isinstance(dataset, Dataset)  # `IterableDataset.map` takes no `desc`
-            budget = args.max_teacher_prompt_length or args.max_length
-            dataset = dataset.map(
-                add_teacher_prompt_ids,
-                fn_kwargs={"tokenizer": self._tokenizer, "template": args.teacher_template, "max_length": budget},
-                **({"desc": f"Tokenizing teacher prompts of the {dataset_name} dataset"} if is_map_style else {}),
+    def _check_stop_strings(self, dataset) -> None:
+        """Say which strings end rollouts, and warn when the training answers themselves contain them."""
+        if self.stop_strings and self.args.stop_strings is None:
+            logger.info(f"Rollouts end at EOS or at {self.stop_strings} (the tokenizer has no chat template); set "
+                        "`stop_strings` to change this.")  # fmt: skip
+        if not (self.stop_strings and isinstance(dataset, Dataset) and "completion" in dataset.column_names):
+            return
+        answers = [completion_text(c) for c in dataset["completion"]]
+        hits = sum(
+            any(s in a.removesuffix(self._tokenizer.eos_token or "") for s in self.stop_strings) for a in answers
+        )
+        if hits:
+            logger.warning(
+                f"{hits} of {len(answers)} training answers contain a rollout stop string {self.stop_strings}: the "
+                "student's rollouts end there while its SFT targets go on. Set `stop_strings` to strings that end "
+                "your answers (or [] to rely on EOS)."
             )
-            if is_map_style and (cut := sum(dataset["reference_truncated"])):
-                logger.warning(
-                    f"{cut} of {len(dataset)} references in the {dataset_name} dataset were cut to fit the teacher "
-                    f"prompt budget of {budget} tokens (questions are never cut); raise `max_teacher_prompt_length` "
-                    "to keep them whole."
-                )
+
+    def _prepare_dataset(self, dataset, processing_class, args, packing, formatting_func, dataset_name):
+        build_teacher_prompts = (
+            args.use_distillation and args.answer_conditioning and "input_ids" not in get_dataset_column_names(dataset)
+        )
+        if build_teacher_prompts:
+            check_chat_template(self._tokenizer, dataset)
         rows_before = len(dataset) if isinstance(dataset, Dataset) else None
         dataset = super()._prepare_dataset(dataset, processing_class, args, packing, formatting_func, dataset_name)
         if rows_before is not None and (dropped := rows_before - len(dataset)):
             logger.warning(
                 f"{dropped} of {rows_before} rows of the {dataset_name} dataset were dropped: their prompt alone fills "
                 f"`max_length` ({args.max_length}), leaving no answer token to train on. Raise `max_length` to keep them."
+            )
+        if build_teacher_prompts:  # from the student's prompt ids as TRL tokenised them (teacher_prompts.py)
+            dataset = self._add_teacher_prompts(dataset, args, dataset_name)
+        return dataset
+
+    def _add_teacher_prompts(self, dataset, args, dataset_name):
+        is_map_style = isinstance(dataset, Dataset)  # `IterableDataset.map` takes neither `desc` nor `num_proc`
+        budget = args.max_teacher_prompt_length or args.max_length
+        dataset = dataset.map(
+            add_teacher_prompt_ids,
+            fn_kwargs={
+                "tokenizer": self._tokenizer,
+                "template": args.teacher_template,
+                "max_length": budget,
+                "chat_template": self.chat_template,
+            },
+            **(
+                {"desc": f"Building teacher prompts of the {dataset_name} dataset", "num_proc": args.dataset_num_proc}
+                if is_map_style
+                else {}
+            ),
+        )
+        checked = (
+            dataset["teacher_boundary_problem"] if is_map_style else [next(iter(dataset))["teacher_boundary_problem"]]
+        )
+        problems = [p for p in checked if p]
+        if problems:
+            logger.warning(
+                f"{len(problems)} of {len(checked)} teacher prompts of the {dataset_name} dataset end differently from "
+                f"the student's prompt, so the teacher scores the rollouts after other tokens than the student wrote "
+                f"them after: {problems[0]}. Put no text after {{prompt}} in `teacher_template` for plain-text data."
+            )
+        if is_map_style and (cut := sum(dataset["reference_truncated"])):
+            logger.warning(
+                f"{cut} of {len(dataset)} references in the {dataset_name} dataset were cut to fit the teacher "
+                f"prompt budget of {budget} tokens (questions are never cut); raise `max_teacher_prompt_length` "
+                "to keep them whole."
             )
         return dataset
 
@@ -155,9 +216,12 @@ class RAFTTrainer(SFTTrainer):
             self._signature_columns = [*self._signature_columns, "teacher_prompt_ids"]
 
     def get_batch_samples(self, epoch_iterator, num_batches, device):
-        """Also count the rollouts of the accumulation window (all ranks), which normalise L_KL."""
+        """The accumulation window's micro-batches, each with its rollouts (`completion_ids`, `completion_mask`,
+        `completion_finished`) sampled now: the weights only change at the optimizer step, so this is as on-policy as
+        sampling inside each micro-batch. Also counts the window's rollouts (all ranks), which normalise L_KL, and on
+        the first step sets λ from the whole window (so that λ does not depend on how the window is split)."""
         batch_samples, num_items_in_batch = super().get_batch_samples(epoch_iterator, num_batches, device)
-        if not self.args.use_distillation:
+        if not (self.args.use_distillation and self.model.training) or not batch_samples:
             return batch_samples, num_items_in_batch
         count = torch.tensor(
             sum(len(b["input_ids"]) for b in batch_samples) * self.args.num_generations, device=device
@@ -165,6 +229,14 @@ class RAFTTrainer(SFTTrainer):
         if self.args.average_tokens_across_devices and self.args.world_size > 1:
             count = self.accelerator.gather(count).sum()
         self._num_rollouts_in_window = int(count)
+        for batch in batch_samples:
+            rollouts = self._sample_rollouts(
+                self.model_wrapped, batch["prompt_input_ids"], batch["prompt_attention_mask"]
+            )
+            batch.update(completion_ids=rollouts.completion_ids, completion_mask=rollouts.completion_mask,
+                         completion_finished=rollouts.finished)  # fmt: skip
+        if self.balancer.lam is None:
+            self._first_lambda = self._window_lambda(batch_samples)
         return batch_samples, num_items_in_batch
 
     # ------------------------------------------------------------------------------------------ the step
@@ -174,23 +246,21 @@ class RAFTTrainer(SFTTrainer):
             return super().compute_loss(model, inputs, return_outputs, num_items_in_batch)
         if return_outputs:
             raise ValueError("RAFTTrainer does not return model outputs from a training step.")
-        rollouts = self._sample_rollouts(model, raft_inputs["prompt_input_ids"], raft_inputs["prompt_attention_mask"])
-        chunks = self._lm_head_chunk_counts(inputs["labels"], rollouts)
-        teacher = self._teacher_topk(model, raft_inputs, rollouts, chunks[1])
-        nll_sum, kl_per_sequence = self._student_losses(model, inputs, raft_inputs, rollouts, teacher, chunks)
-        lam = self._lambda_for_step(*self._micro_batch_metrics(inputs, nll_sum, kl_per_sequence, rollouts, teacher))
+        terms = self._raft_terms(model, inputs, raft_inputs)
+        self._log_micro_batch(inputs, terms)
         if num_items_in_batch is None:  # Trainer then averages micro-batch losses itself: use micro-batch means
-            sft_loss = nll_sum / inputs["labels"][:, 1:].ne(-100).sum().clamp(min=1)
-            kl_loss = kl_per_sequence.mean()
+            sft_loss = terms.nll_sum / terms.num_sft_tokens.clamp(min=1)
+            kl_loss = terms.kl_per_sequence.mean()
             window_share = 1.0 / self.current_gradient_accumulation_steps
         else:  # normalised by the whole accumulation window (all ranks), as SFTTrainer does
-            sft_loss = nll_sum / torch.as_tensor(num_items_in_batch, device=nll_sum.device).clamp(min=1)
-            kl_loss = kl_per_sequence.sum() / (self._num_rollouts_in_window or kl_per_sequence.numel())
+            sft_loss = terms.nll_sum / torch.as_tensor(num_items_in_batch, device=terms.nll_sum.device).clamp(min=1)
+            kl_loss = terms.kl_per_sequence.sum() / (self._num_rollouts_in_window or terms.kl_per_sequence.numel())
             window_share = 1.0
         losses = torch.stack([sft_loss.detach(), kl_loss.detach()])
         finite = bool(torch.isfinite(losses).all())
         step_losses = (losses * window_share).tolist() if finite else [0.0, 0.0]
         self._step_totals += torch.tensor([*step_losses, finite, 1.0], dtype=torch.float64)
+        lam = self._lambda_for_step(losses)
         self._metrics["train"]["raft/lambda"].append(lam)
         if not finite:
             return self._skip_non_finite(model, losses)
@@ -198,6 +268,22 @@ class RAFTTrainer(SFTTrainer):
         if self.args.average_tokens_across_devices and num_items_in_batch is not None:
             loss = loss * self.accelerator.num_processes  # DDP averages gradients; counts cover all ranks
         return loss
+
+    def _raft_terms(self, model, inputs, raft_inputs) -> RAFTTerms:
+        """Rollouts (from the batch, else sampled now), the teacher's top-K over them, and one student forward."""
+        if "completion_ids" in raft_inputs:
+            rollouts = Rollouts(raft_inputs["completion_ids"], raft_inputs["completion_mask"],
+                                raft_inputs.get("completion_finished"))  # fmt: skip
+        else:
+            rollouts = self._sample_rollouts(
+                model, raft_inputs["prompt_input_ids"], raft_inputs["prompt_attention_mask"]
+            )
+        chunks = self._lm_head_chunk_counts(inputs["labels"], rollouts)
+        teacher = self._teacher_topk(model, raft_inputs, rollouts, chunks[1])
+        nll_sum, kl_per_token = self._student_losses(model, inputs, raft_inputs, rollouts, teacher, chunks)
+        num_sft_tokens = inputs["labels"][:, 1:].ne(-100).sum()
+        return RAFTTerms(rollouts, teacher, nll_sum, num_sft_tokens, kl_per_token,
+                         sequence_means(kl_per_token, rollouts.completion_mask))  # fmt: skip
 
     def _skip_non_finite(self, model, losses: torch.Tensor) -> torch.Tensor:
         """A micro-batch with a NaN/inf loss gives every trainable parameter a zero gradient (the weights stay finite
@@ -210,7 +296,7 @@ class RAFTTrainer(SFTTrainer):
 
     def _sample_rollouts(self, model, prompt_ids, prompt_mask) -> Rollouts:
         """z ~ p_θ(·|x) from the current student: vLLM when enabled, else `generate` (dropout off, ZeRO-3 weights
-        gathered unless `ds3_gather_for_generation=False`)."""
+        gathered unless `ds3_gather_for_generation=False`); each ends at EOS or a stop string."""
         start = time.perf_counter()
         if self.vllm_rollouts is not None:
             rollouts = self.vllm_rollouts.sample(
@@ -226,8 +312,8 @@ class RAFTTrainer(SFTTrainer):
                 unwrapped.eval()
                 try:
                     rollouts = sample_rollouts(
-                        unwrapped, prompt_ids, prompt_mask,
-                        generation_config=self.rollout_generation_config, eos_token_ids=self.eos_token_ids,
+                        unwrapped, prompt_ids, prompt_mask, generation_config=self.rollout_generation_config,
+                        eos_token_ids=self.eos_token_ids, tokenizer=self._tokenizer, stop_strings=self.stop_strings,
                     )  # fmt: skip
                 finally:
                     unwrapped.train(was_training)
@@ -271,7 +357,7 @@ class RAFTTrainer(SFTTrainer):
     def _student_losses(
         self, model, inputs, raft_inputs, rollouts: Rollouts, teacher: TeacherTopK, chunks=(None, None)
     ):
-        """One student forward over SFT rows [x ⊕ ŷ] and rollout rows [x ⊕ z] -> (Σ NLL of ŷ, (N,) per-sequence KL)."""
+        """One student forward over SFT rows [x ⊕ ŷ] and rollout rows [x ⊕ z] -> (Σ NLL of ŷ, (N, C) per-token KL)."""
         rollout_ids, rollout_mask, _ = append_completions(
             raft_inputs["prompt_input_ids"], raft_inputs["prompt_attention_mask"], rollouts
         )
@@ -290,27 +376,46 @@ class RAFTTrainer(SFTTrainer):
                 teacher.indices.reshape(-1, k), lm_head, chunk_size=chunk, num_chunks=chunks[0],
                 recompute=self._recompute_head_chunks,
             )  # fmt: skip
-            kl = topk_forward_kl(student_logits.view(num_rows, length, k), teacher.logprobs, rollouts.completion_mask,
-                                 temperature=self.args.distillation_temperature)  # fmt: skip
+            kl = topk_forward_kl_per_token(student_logits.view(num_rows, length, k), teacher.logprobs,
+                                           rollouts.completion_mask, temperature=self.args.distillation_temperature)  # fmt: skip
             return nll_sum, kl
 
         return model(input_ids=input_ids, attention_mask=attention_mask,
                      position_ids=positions_from_mask(attention_mask), raft_head=head)  # fmt: skip
 
     # --------------------------------------------------------------------------------------- balancing
-    def _lambda_for_step(self, sft_mean: float, kl_mean: float) -> float:
+    def _lambda_for_step(self, losses: torch.Tensor) -> float:
         """λ for this optimizer step: from the EMAs of the previous steps (so every micro-batch of a step, and every
-        rank, uses the same λ), or on the first step the ratio of its first finite micro-batch's rank-averaged losses.
-        """
+        rank, uses the same λ), or on the first step the ratio of the whole first window's rank-averaged losses
+        (`_window_lambda`), which is what the EMAs hold after their first update. `losses` (this micro-batch's
+        `[L_SFT, L_KL]`) serve only when the window was not seen first (a direct `compute_loss` call)."""
         lam = self.balancer.lam
         if lam is not None:
             return lam
         if self._first_lambda is None:
-            ratio = self.balancer.lam_or_ratio(sft_mean, kl_mean)
-            if not math.isfinite(ratio):
-                return 0.0  # this micro-batch is skipped as non-finite; the next finite one sets λ
-            self._first_lambda = ratio
+            ratio = self.balancer.lam_or_ratio(*losses.tolist())
+            return ratio if math.isfinite(ratio) else 0.0
         return self._first_lambda
+
+    @torch.no_grad()
+    def _window_lambda(self, batch_samples) -> float:
+        """L_SFT / (L_KL + ε) over the whole accumulation window and all ranks (token-weighted NLL, rollout-weighted
+        KL), from a gradient-free pass over the window's micro-batches with their sampled rollouts; micro-batches
+        with non-finite losses are left out, and 0 is returned when none is finite (they are then skipped)."""
+        totals = torch.zeros(4, dtype=torch.float64, device=self.accelerator.device)
+        for batch in batch_samples:
+            inputs = self._prepare_inputs(dict(batch))
+            raft_inputs = {key: inputs.pop(key) for key in RAFT_BATCH_KEYS if key in inputs}
+            terms = self._raft_terms(self.model_wrapped, inputs, raft_inputs)
+            values = torch.stack([terms.nll_sum.double(), terms.num_sft_tokens.double(),
+                                  terms.kl_per_sequence.double().sum(), torch.tensor(terms.kl_per_sequence.numel(),
+                                                                                     dtype=torch.float64)])  # fmt: skip
+            if torch.isfinite(values).all():
+                totals += values.to(totals.device)
+        nll, tokens, kl, rollouts = self.accelerator.reduce(totals, "sum").tolist()
+        if tokens == 0 or rollouts == 0:
+            return 0.0
+        return self.balancer.lam_or_ratio(nll / tokens, kl / rollouts)
 
     def training_step(self, model, inputs, num_items_in_batch=None):
         loss = super().training_step(model, inputs, num_items_in_batch)
@@ -336,26 +441,55 @@ class RAFTTrainer(SFTTrainer):
         self._metrics["train"]["raft/ema_sft"].append(ema_sft)
         self._metrics["train"]["raft/ema_kl"].append(ema_kl)
 
-    def _micro_batch_metrics(self, inputs, nll_sum, kl_per_sequence, rollouts, teacher) -> tuple[float, float]:
-        """Record this micro-batch's losses, rollout statistics and SFT token count over all ranks (one gather);
-        return the rank-averaged (SFT, KL) means that set λ on the first step."""
-        mask = rollouts.completion_mask.float()
+    def _log_micro_batch(self, inputs, terms: RAFTTerms) -> None:
+        """Record this micro-batch's losses, teacher and rollout statistics and SFT token count over all ranks (one
+        gather). `raft/kl_first_token` and `raft/teacher_first_token_entropy` watch the prompt/answer boundary: a
+        teacher that reads another boundary than the student shows a first-token KL far above `raft/kl_loss`."""
+        rollouts, teacher = terms.rollouts, terms.teacher
+        mask = rollouts.completion_mask.bool()
         lengths = rollouts.lengths.float()
-        clipped = ~torch.isin(rollouts.completion_ids, torch.tensor(self.eos_token_ids, device=mask.device)).any(-1)
+        finished = rollouts.finished
+        if finished is None:
+            finished = torch.isin(rollouts.completion_ids, torch.tensor(self.eos_token_ids, device=mask.device)).any(
+                -1
+            )
+        first = teacher.logprobs[:, 0].float()
+        first_entropy = -torch.where(first > float("-inf"), first.exp() * first, 0.0).sum(-1)
         local = torch.stack([
-            nll_sum.detach() / inputs["labels"][:, 1:].ne(-100).sum().clamp(min=1), kl_per_sequence.detach().mean(),
-            (teacher.mass * mask).sum() / mask.sum(), lengths.mean(), clipped.float().mean(), lengths.min(),
-            lengths.max(), inputs["attention_mask"].sum(),
+            terms.nll_sum.detach() / terms.num_sft_tokens.clamp(min=1), terms.kl_per_sequence.detach().mean(),
+            torch.where(mask, teacher.mass, 0.0).sum() / mask.sum().clamp(min=1),
+            terms.kl_per_token.detach()[:, 0].mean(), first_entropy.mean(), lengths.mean(),
+            (~finished).float().mean(), lengths.min(), lengths.max(), inputs["attention_mask"].sum(),
         ]).float()  # fmt: skip
-        ranks = self.accelerator.gather(local[None])  # (P, 8)
-        names = ("raft/sft_loss", "raft/kl_loss", "raft/teacher_topk_mass", "completions/mean_length",
-                 "completions/clipped_ratio")  # fmt: skip
-        metrics = dict(zip(names, ranks[:, :5].mean(0).tolist()))
-        metrics["completions/min_length"] = ranks[:, 5].min().item()
-        metrics["completions/max_length"] = ranks[:, 6].max().item()
+        ranks = self.accelerator.gather(local[None])  # (P, 10)
+        names = ("raft/sft_loss", "raft/kl_loss", "raft/teacher_topk_mass", "raft/kl_first_token",
+                 "raft/teacher_first_token_entropy", "completions/mean_length", "completions/clipped_ratio")  # fmt: skip
+        metrics = dict(zip(names, ranks[:, : len(names)].mean(0).tolist()))
+        metrics["completions/min_length"] = ranks[:, 7].min().item()
+        metrics["completions/max_length"] = ranks[:, 8].max().item()
         for name, value in metrics.items():
             self._metrics["train"][name].append(value)
         # SFTTrainer's `num_tokens`: tokens of the SFT batches seen so far, all ranks
-        self._total_train_tokens += int(ranks[:, 7].sum().item()) // self._tp_size
+        self._total_train_tokens += int(ranks[:, 9].sum().item()) // self._tp_size
         self._metrics["train"]["num_tokens"] = [self._total_train_tokens]
-        return metrics["raft/sft_loss"], metrics["raft/kl_loss"]
+
+
+@dataclass
+class RAFTTerms:
+    """What one micro-batch's RAFT loss is made of (see `RAFTTrainer._raft_terms`).
+
+    Attributes:
+        rollouts (`Rollouts`): the student's sampled completions, N rows.
+        teacher (`TeacherTopK`): the teacher's top-K ids and log q̃, `(N, C, K)`, and its top-K mass `(N, C)`.
+        nll_sum (`torch.Tensor`): `()` Σ −log p(ŷ_t) over the SFT tokens.
+        num_sft_tokens (`torch.Tensor`): `()` number of SFT tokens in the micro-batch.
+        kl_per_token (`torch.Tensor`): `(N, C)` T²·KL(q̃‖p̃) per rollout position, 0 at padding.
+        kl_per_sequence (`torch.Tensor`): `(N,)` its mean over each rollout's tokens.
+    """
+
+    rollouts: Rollouts
+    teacher: TeacherTopK
+    nll_sum: torch.Tensor
+    num_sft_tokens: torch.Tensor
+    kl_per_token: torch.Tensor
+    kl_per_sequence: torch.Tensor

@@ -9,7 +9,7 @@ from __future__ import annotations
 import torch
 from trl.import_utils import is_vllm_available
 
-from .rollouts import Rollouts, rollouts_from_token_lists
+from .rollouts import Rollouts, end_at_stop_strings, rollouts_from_token_lists
 
 VLLM_RANGE = "vllm>=0.22.0,<=0.31.0"
 
@@ -35,6 +35,9 @@ class VLLMRollouts:
 
         args = trainer.args
         self.num_generations = args.num_generations
+        self.tokenizer, self.stop_strings = trainer._tokenizer, trainer.stop_strings
+        # vLLM stops at the strings itself; the same cut as for `generate` is applied afterwards (`sample`).
+        stop = {"stop": list(self.stop_strings), "include_stop_str_in_output": True} if self.stop_strings else None
         self.engine = VLLMGeneration(
             model=trainer.model, accelerator=trainer.accelerator, processing_class=trainer.processing_class,
             mode=args.vllm_mode, server_base_url=args.vllm_server_base_url, server_host=args.vllm_server_host,
@@ -44,6 +47,7 @@ class VLLMRollouts:
             max_num_seqs=args.per_device_train_batch_size * args.num_generations * args.vllm_tensor_parallel_size,
             enable_sleep_mode=args.vllm_enable_sleep_mode, temperature=args.temperature, top_p=args.top_p,
             top_k=args.top_k, max_completion_length=args.max_completion_length, logprobs=None,
+            generation_kwargs=stop,
         )  # fmt: skip
         self.synced_step = -1
 
@@ -58,6 +62,7 @@ class VLLMRollouts:
         _, completions, _, _ = self.engine.generate(
             prompts=repeated, images=None, num_generations=self.num_generations
         )
-        return rollouts_from_token_lists(
+        rollouts = rollouts_from_token_lists(
             completions, eos_token_ids=eos_token_ids, pad_token_id=pad_token_id, device=prompt_ids.device
         )
+        return end_at_stop_strings(rollouts, self.tokenizer, self.stop_strings, pad_token_id)

@@ -49,6 +49,51 @@ def build_tokenizer(chat_template: bool = True):
     return tokenizer
 
 
+SUBWORD_CORPUS = [
+    "Question: What is the capital of France?\nAnswer: The capital of France is Paris.",
+    "Question: Which gas do plants absorb?\nAnswer: Plants absorb carbon dioxide from the air.",
+    "Background reference knowledge: Plan the contract. The court ruled that the contract was void.",
+    "Answer the question based on the reference knowledge: Who wrote the contract law? Two plus two is four.",
+    "system user model assistant tools: get_weather, search. Be brief; answer with one word (yes or no).",
+    "0 1 2 3 4 5 6 7 8 9 , . ; : ? ! ' \" ( ) [ ] { } - _ / a b c d e f g h i j k l m n o p q r s t u v w x y z",
+    "A B C D E F G H I J K L M N O P Q R S T U V W X Y Z",
+]
+GEMMA_LIKE_CHAT_TEMPLATE = (
+    "{{ bos_token }}{% if tools %}<start_of_turn>system\ntools: {{ tools | map(attribute='name') | join(', ') }}"
+    "<end_of_turn>\n{% endif %}{% if brief is defined and brief %}<start_of_turn>system\nBe brief.<end_of_turn>\n"
+    "{% endif %}{% for m in messages %}<start_of_turn>{{ 'model' if m['role'] == 'assistant' else m['role'] }}\n"
+    "{{ m['content'] }}<end_of_turn>\n{% endfor %}{% if add_generation_prompt %}<start_of_turn>model\n{% endif %}"
+)
+
+
+def build_subword_tokenizer(kind: str = "byte_level", chat_template: str | None = None):
+    """A BPE tokenizer trained here: `"byte_level"` (GPT-2 style, `Ġ` marks a leading space) or `"metaspace"`
+    (SentencePiece style, `▁` marks a space and every separate call gets a leading `▁`, as Llama 2's tokenizer)."""
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, processors, trainers
+    from transformers import PreTrainedTokenizerFast
+
+    special = ["<pad>", "<bos>", "<eos>", "<unk>", "<start_of_turn>", "<end_of_turn>"]
+    tok = Tokenizer(models.BPE(unk_token="<unk>"))
+    if kind == "byte_level":
+        tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+        tok.decoder = decoders.ByteLevel()
+        alphabet = pre_tokenizers.ByteLevel.alphabet()
+    elif kind == "metaspace":
+        tok.pre_tokenizer = pre_tokenizers.Metaspace(replacement="▁", prepend_scheme="first")
+        tok.decoder = decoders.Metaspace(replacement="▁", prepend_scheme="first")
+        alphabet = []
+    else:
+        raise ValueError(kind)
+    trainer = trainers.BpeTrainer(vocab_size=300, special_tokens=special, initial_alphabet=alphabet)
+    tok.train_from_iterator(SUBWORD_CORPUS * 10, trainer)
+    tok.post_processor = processors.TemplateProcessing(single="<bos> $A", special_tokens=[("<bos>", 1)])
+    tokenizer = PreTrainedTokenizerFast(
+        tokenizer_object=tok, pad_token="<pad>", bos_token="<bos>", eos_token="<eos>", unk_token="<unk>"
+    )
+    tokenizer.chat_template = chat_template
+    return tokenizer
+
+
 def build_model(tokenizer, seed: int = 0, **overrides):
     import torch
     from transformers import LlamaConfig, LlamaForCausalLM

@@ -1,15 +1,9 @@
-"""Accepted dataset formats, rejected ones (with the columns named), bad rows, and the teacher prompt budget."""
+"""Accepted dataset formats, rejected ones (with the columns named) and bad rows."""
 
 import pytest
 from datasets import Dataset
 
-from raft_trainer.data import (
-    DEFAULT_TEACHER_TEMPLATE,
-    check_chat_template,
-    normalize_dataset,
-    tokenize_teacher_prompt,
-    validate_teacher_template,
-)
+from raft_trainer.data import check_chat_template, normalize_dataset
 
 from conftest import build_tokenizer
 
@@ -69,42 +63,6 @@ def test_messages_without_assistant_turn_is_a_bad_row():
 def test_tokenized_dataset_without_teacher_prompt_is_refused():
     with pytest.raises(ValueError, match="teacher_prompt_ids"):
         normalize_dataset(Dataset.from_dict({"input_ids": [[1, 2]], "labels": [[-100, 2]]}))
-
-
-def test_teacher_template_validation():
-    validate_teacher_template(DEFAULT_TEACHER_TEMPLATE)
-    with pytest.raises(ValueError, match=r"missing: \['reference'\]"):
-        validate_teacher_template("Question: {prompt}")
-    with pytest.raises(ValueError, match=r"unknown: \['answer'\]"):
-        validate_teacher_template("{reference} {prompt} {answer}")
-
-
-def test_teacher_prompt_cuts_the_reference_never_the_question():
-    tokenizer = build_tokenizer(chat_template=False)
-    question = "What is the capital of France ?"
-    reference = " ".join(["Paris"] * 50)
-    full, truncated = tokenize_teacher_prompt(tokenizer, question, reference, template=DEFAULT_TEACHER_TEMPLATE,
-                                              max_length=None)  # fmt: skip
-    assert not truncated
-    cut, truncated = tokenize_teacher_prompt(tokenizer, question, reference, template=DEFAULT_TEACHER_TEMPLATE,
-                                             max_length=30)  # fmt: skip
-    assert truncated and len(cut) == 30 and len(full) > 30
-    text = tokenizer.decode(cut)
-    assert question in text and text.count("Paris") < 50
-    # A budget smaller than the question keeps the whole question and drops the reference.
-    tiny, _ = tokenize_teacher_prompt(tokenizer, question, reference, template=DEFAULT_TEACHER_TEMPLATE, max_length=3)
-    assert question in tokenizer.decode(tiny) and "Paris" not in tokenizer.decode(tiny)
-
-
-def test_conversational_teacher_prompt_wraps_the_template_in_the_last_user_turn():
-    tokenizer = build_tokenizer()
-    prompt = [{"role": "system", "content": "The court ."}, {"role": "user", "content": "What is two plus two ?"}]
-    ids, _ = tokenize_teacher_prompt(tokenizer, prompt, "Two plus two is four .", template=DEFAULT_TEACHER_TEMPLATE,
-                                     max_length=None)  # fmt: skip
-    text = tokenizer.decode(ids)
-    assert text.startswith("<|system|> The court . <|end|> <|user|> Background reference")
-    assert "Two plus two is four . Answer the question" in text
-    assert text.endswith("What is two plus two ? <unk> <|end|> <|assistant|>")
 
 
 def test_conversational_data_with_tokenizer_without_chat_template_is_refused():

@@ -14,6 +14,7 @@ from raft_trainer.losses import (
     teacher_topk,
     token_nll_sum,
     topk_forward_kl,
+    topk_forward_kl_per_token,
 )
 
 
@@ -187,3 +188,57 @@ def test_loss_module_imports_no_transformers():
     code = "import sys, raft_trainer.losses; print(sorted({'transformers', 'trl'} & set(sys.modules)))"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "[]"
+
+
+def reference_topk_kl_float64(student_logits, teacher_logits, mask, k, temperature):
+    """An independent float64 reference, one position at a time: S = the teacher's top-K tokens that have mass, q̃ and
+    p̃ the tempered softmaxes renormalised over S, T²·KL(q̃‖p̃), mean per sequence."""
+    out = []
+    for b in range(student_logits.size(0)):
+        values = []
+        for t in range(student_logits.size(1)):
+            if not mask[b, t]:
+                continue
+            q = torch.softmax(teacher_logits[b, t].double() / temperature, -1)
+            support = [i for i in q.topk(k).indices.tolist() if q[i] > 0]
+            q_s = q[support] / q[support].sum()
+            p_s = torch.softmax(student_logits[b, t, support].double() / temperature, -1)
+            values.append(temperature**2 * sum(float(x * (x / y).log()) for x, y in zip(q_s, p_s) if x > 0))
+        out.append(sum(values) / len(values) if values else 0.0)
+    return torch.tensor(out, dtype=torch.float64)
+
+
+def test_minus_inf_teacher_logits_inside_the_top_k_give_the_reference_kl():
+    """A model that masks tokens with -inf (suppressed ids): K larger than the number of finite logits."""
+    torch.manual_seed(3)
+    student, teacher = torch.randn(2, 4, 10), torch.randn(2, 4, 10)
+    teacher[..., 4:] = float("-inf")  # 4 finite logits, K = 6: two zero-mass entries inside the top-K
+    mask = torch.tensor([[1, 1, 1, 1], [1, 1, 0, 0]])
+    student = student.requires_grad_(True)
+    ours = topk_kl_from_logits(student, teacher, mask, k=6, temperature=1.5)
+    assert torch.isfinite(ours).all()
+    expected = reference_topk_kl_float64(student.detach(), teacher, mask, 6, 1.5)
+    torch.testing.assert_close(ours.double(), expected, rtol=1e-5, atol=1e-6)
+    ours.sum().backward()
+    assert torch.isfinite(student.grad).all()
+
+
+def test_non_finite_values_at_masked_positions_do_not_reach_the_loss_or_gradient():
+    torch.manual_seed(4)
+    k = 5
+    student, teacher_logits = torch.randn(2, 3, k), torch.randn(2, 3, k)
+    mask = torch.tensor([[1, 1, 0], [1, 0, 0]])
+    reference = reference_topk_kl_float64(student, teacher_logits, mask, k, 1.5)
+    top = teacher_topk(teacher_logits.reshape(-1, k), LMHead(torch.nn.Identity()), k=k, temperature=1.5)
+    student_at_top = student.reshape(-1, k).gather(-1, top.indices).view(2, 3, k)
+    teacher_logprobs = top.logprobs.view(2, 3, k).clone()
+    student_at_top[0, 2], student_at_top[1, 1] = float("inf"), float("nan")  # garbage at padding
+    teacher_logprobs[0, 2], teacher_logprobs[1, 2] = float("inf"), float("-inf")
+    student_at_top = student_at_top.requires_grad_(True)
+    ours = topk_forward_kl(student_at_top, teacher_logprobs, mask, temperature=1.5)
+    torch.testing.assert_close(ours.double(), reference, rtol=1e-5, atol=1e-6)
+    ours.sum().backward()
+    assert torch.isfinite(student_at_top.grad).all()
+    assert (student_at_top.grad[~mask.bool()] == 0).all()
+    per_token = topk_forward_kl_per_token(student_at_top.detach(), teacher_logprobs, mask, temperature=1.5)
+    assert (per_token[~mask.bool()] == 0).all() and torch.isfinite(per_token).all()

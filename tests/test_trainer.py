@@ -9,7 +9,8 @@ from trl import SFTConfig, SFTTrainer
 
 from raft_trainer import RAFTConfig, RAFTTrainer
 from raft_trainer.data import normalize_dataset
-from raft_trainer.rollouts import Rollouts, mask_after_first_eos
+from raft_trainer.rollouts import Rollouts
+from raft_trainer.stopping import mask_after_first_eos
 
 from conftest import build_model, build_tokenizer
 
@@ -17,12 +18,13 @@ COMMON = dict(report_to=[], save_strategy="no", use_cpu=True, seed=0, logging_st
               dataloader_drop_last=True)  # fmt: skip
 
 
-def make_trainer(tmp_path, dataset, tokenizer=None, **config):
-    """A RAFTTrainer on an in-memory tiny model; the teacher is an identical copy built from the same seed."""
+def make_trainer(tmp_path, dataset, tokenizer=None, teacher_seed=0, **config):
+    """A RAFTTrainer on an in-memory tiny model; the teacher is an identical copy built from the same seed (or another
+    model, from `teacher_seed`)."""
     tokenizer = tokenizer or build_tokenizer()
     config = {**COMMON, "max_completion_length": 6, "distillation_topk": 16, **config}
     args = RAFTConfig(output_dir=str(tmp_path / "out"), **config)
-    teacher = build_model(tokenizer) if args.use_distillation else None
+    teacher = build_model(tokenizer, seed=teacher_seed) if args.use_distillation else None
     return RAFTTrainer(build_model(tokenizer), args=args, train_dataset=dataset, processing_class=tokenizer,
                        teacher_model=teacher)  # fmt: skip
 
@@ -69,20 +71,29 @@ def test_raft_without_distillation_logs_the_same_losses_as_sft(tmp_path, plain_d
     assert losses(raft) == pytest.approx(losses(sft), rel=1e-5, abs=1e-6)
 
 
-def test_gradient_is_invariant_to_gradient_accumulation(tmp_path, plain_dataset, monkeypatch):
+@pytest.mark.parametrize("balancer_state", [None, {"step": 3, "ema_sft": 2.0, "ema_kl": 0.05}], ids=["fresh", "later"])
+def test_gradient_and_lambda_are_invariant_to_gradient_accumulation(tmp_path, plain_dataset, monkeypatch,
+                                                                    balancer_state):  # fmt: skip
+    """8 rows × 1 micro-batch and 2 rows × 4 micro-batches give the same λ and gradient: from a fresh balancer (λ of
+    the first step, set from the whole window) and from a restored one (λ from the EMAs)."""
     monkeypatch.setattr(RAFTTrainer, "_sample_rollouts", fixed_rollouts())
-    grads = []
+    grads, lambdas = [], []
     for batch, accumulation in [(8, 1), (2, 4)]:
         snapshot = GradientSnapshot()
         trainer = make_trainer(tmp_path, plain_dataset, max_steps=1, per_device_train_batch_size=batch,
-                               gradient_accumulation_steps=accumulation, max_grad_norm=0.0)  # fmt: skip
+                               gradient_accumulation_steps=accumulation, max_grad_norm=0.0, teacher_seed=1)  # fmt: skip
         trainer.add_callback(snapshot)
-        trainer.balancer.load_state_dict({"step": 3, "ema_sft": 2.0, "ema_kl": 0.05})  # a λ that is not 1
+        if balancer_state:
+            trainer.balancer.load_state_dict(balancer_state)  # a λ that is not 1
         trainer.train()
         grads.append(snapshot.grads[0])
+        lambdas.append(logged_lambda(trainer, 1))
+    assert lambdas[0] == pytest.approx(lambdas[1], rel=1e-4)  # before the window rule: 4.344 vs 5.772 on Gemma
+    if balancer_state is None:
+        assert lambdas[0] != pytest.approx(1.0) and math.isfinite(lambdas[0])
     assert grads[0].keys() == grads[1].keys() and grads[0]
-    for name in grads[0]:
-        torch.testing.assert_close(grads[0][name], grads[1][name], rtol=1e-4, atol=1e-6, msg=name)
+    for name in grads[0]:  # float32 noise: up to ~1e-5 where λ·L_KL dominates (λ ≈ 330 here)
+        torch.testing.assert_close(grads[0][name], grads[1][name], rtol=1e-4, atol=3e-5, msg=name)
 
 
 def test_kl_term_changes_the_gradient(tmp_path, plain_dataset, monkeypatch):
@@ -232,13 +243,14 @@ def test_positional_arguments_and_sft_config_work_as_in_sft_trainer(tmp_path, pl
 
 
 def test_rows_dropped_for_length_and_cut_references_are_reported(tmp_path, plain_dataset, caplog):
-    long_row = {"prompt": " ".join(["What is two plus two ?"] * 20), "completion": " four ."}
-    dataset = plain_dataset.add_item({**long_row})
+    long_prompt = {"prompt": " ".join(["What is two plus two ?"] * 20), "completion": " four ."}
+    long_answer = {"prompt": "What is two plus two ?", "completion": " " + " ".join(["Two plus two is four ."] * 10)}
+    dataset = plain_dataset.add_item(long_prompt).add_item(long_answer)
     with caplog.at_level("WARNING"):
         trainer = make_trainer(tmp_path, dataset, max_steps=1, per_device_train_batch_size=4, max_length=40)
-    assert len(trainer.train_dataset) == len(plain_dataset)
-    assert "1 of 9 rows of the train dataset were dropped" in caplog.text
-    assert "references in the train dataset were cut" in caplog.text
+    assert len(trainer.train_dataset) == len(plain_dataset) + 1
+    assert "1 of 10 rows of the train dataset were dropped" in caplog.text
+    assert "1 of 9 references in the train dataset were cut" in caplog.text
 
 
 def test_non_finite_loss_skips_the_micro_batch_and_keeps_weights_and_lambda_finite(
@@ -247,14 +259,14 @@ def test_non_finite_loss_skips_the_micro_batch_and_keeps_weights_and_lambda_fini
     monkeypatch.setattr(RAFTTrainer, "_sample_rollouts", fixed_rollouts())
     original, calls = RAFTTrainer._teacher_topk, []
 
-    def nan_on_second_call(self, *args):
+    def nan_on_third_call(self, *args):  # calls: step 1's window pass for λ, steps 1, 2 and 3
         top = original(self, *args)
         calls.append(1)
-        if len(calls) == 2:
+        if len(calls) == 3:
             top.logprobs = torch.full_like(top.logprobs, float("nan"))
         return top
 
-    monkeypatch.setattr(RAFTTrainer, "_teacher_topk", nan_on_second_call)
+    monkeypatch.setattr(RAFTTrainer, "_teacher_topk", nan_on_third_call)
     trainer = make_trainer(tmp_path, plain_dataset, max_steps=3, per_device_train_batch_size=4)
     with caplog.at_level("WARNING"):
         trainer.train()
@@ -317,3 +329,99 @@ def test_teacher_with_another_vocabulary_is_refused(tmp_path, plain_dataset):
     with pytest.raises(ValueError, match=r"teacher's vocabulary \(100 tokens\) differs"):
         RAFTTrainer(build_model(tokenizer), args=args, train_dataset=plain_dataset, processing_class=tokenizer,
                     teacher_model=build_model(tokenizer, vocab_size=100))  # fmt: skip
+
+
+def test_a_custom_data_collator_is_wrapped_with_raft_keys(tmp_path, plain_dataset):
+    from trl.trainer.sft_trainer import DataCollatorForLanguageModeling
+
+    tokenizer = build_tokenizer()
+    calls = []
+
+    class Recording(DataCollatorForLanguageModeling):
+        def __call__(self, examples):
+            calls.append(sorted(examples[0]))
+            return super().__call__(examples)
+
+    args = RAFTConfig(output_dir=str(tmp_path / "out"), **COMMON, max_steps=2, per_device_train_batch_size=4,
+                      max_completion_length=4, distillation_topk=8)  # fmt: skip
+    trainer = RAFTTrainer(build_model(tokenizer), args=args, train_dataset=plain_dataset, processing_class=tokenizer,
+                          data_collator=Recording(pad_token_id=tokenizer.pad_token_id), teacher_model=build_model(tokenizer))  # fmt: skip
+    batch = trainer.data_collator([trainer.train_dataset[i] for i in range(2)])
+    assert {"prompt_input_ids", "teacher_prompt_ids", "input_ids", "labels", "attention_mask"} <= set(batch)
+    trainer.train()
+    assert calls and all("teacher_prompt_ids" not in keys for keys in calls)  # RAFT's own key is not passed on
+    assert all(math.isfinite(x) for x in losses(trainer))
+
+
+def test_a_collator_without_the_sft_keys_is_refused_with_what_raft_needs(tmp_path, plain_dataset):
+    tokenizer = build_tokenizer()
+    args = RAFTConfig(output_dir=str(tmp_path / "out"), **COMMON, max_steps=1, per_device_train_batch_size=4)
+    trainer = RAFTTrainer(build_model(tokenizer), args=args, train_dataset=plain_dataset, processing_class=tokenizer,
+                          data_collator=lambda examples: {"input_ids": torch.tensor([e["input_ids"][:2] for e in examples])},
+                          teacher_model=build_model(tokenizer))  # fmt: skip
+    with pytest.raises(ValueError, match=r"without \['attention_mask', 'labels'\]\. RAFT needs an SFT batch"):
+        trainer.data_collator([trainer.train_dataset[i] for i in range(2)])
+
+
+def test_teacher_reloaded_from_a_checkpoint_that_the_passed_model_no_longer_matches_is_reported(
+    tmp_path, plain_dataset, tiny_model_dir, caplog
+):
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    tokenizer = AutoTokenizer.from_pretrained(tiny_model_dir)
+    args = RAFTConfig(output_dir=str(tmp_path / "out"), **COMMON, max_steps=1, per_device_train_batch_size=4)
+    with caplog.at_level("WARNING"):
+        RAFTTrainer(AutoModelForCausalLM.from_pretrained(tiny_model_dir), args=args, train_dataset=plain_dataset,
+                    processing_class=tokenizer)  # fmt: skip
+    assert "differs from the checkpoint" not in caplog.text
+    changed = AutoModelForCausalLM.from_pretrained(tiny_model_dir)
+    with torch.no_grad():
+        changed.lm_head.weight.add_(1.0)  # e.g. a model fine-tuned in memory before RAFT
+    with caplog.at_level("WARNING"):
+        trainer = RAFTTrainer(changed, args=args, train_dataset=plain_dataset, processing_class=tokenizer)
+    assert "differs from the checkpoint it was loaded from" in caplog.text and "teacher_model=" in caplog.text
+    assert "lm_head.weight: largest difference 1" in caplog.text
+    assert not torch.equal(trainer.teacher.lm_head.weight, changed.lm_head.weight)
+
+
+def test_rollouts_end_at_a_stop_string_which_is_kept_and_counted_as_finished(tmp_path, plain_dataset, monkeypatch):
+    tokenizer = build_tokenizer()
+    stop_word = tokenizer.convert_tokens_to_ids("Paris")
+    other = tokenizer.convert_tokens_to_ids("capital")
+
+    def generate(self, input_ids=None, attention_mask=None, generation_config=None, stopping_criteria=None, **kw):
+        rows = [
+            [other, other, stop_word, other, other, other] if i % 2 else [other] * 6 for i in range(len(input_ids))
+        ]
+        completion = torch.tensor(rows)
+        full = torch.cat([input_ids, completion], dim=1)
+        criteria = stopping_criteria[0]
+        assert criteria(full, None).tolist() == [bool(i % 2) for i in range(len(input_ids))]  # StopOnText is used
+        return full
+
+    trainer = make_trainer(tmp_path, plain_dataset, max_steps=1, per_device_train_batch_size=4, stop_strings=["Paris"])
+    monkeypatch.setattr(type(trainer.model), "generate", generate)
+    batch = trainer.data_collator([trainer.train_dataset[i] for i in range(4)])
+    rollouts = trainer._sample_rollouts(trainer.model, batch["prompt_input_ids"], batch["prompt_attention_mask"])
+    assert rollouts.lengths.tolist() == [6, 3, 6, 3]  # "capital capital Paris": the stop token is kept
+    assert rollouts.finished.tolist() == [False, True, False, True]
+    assert (rollouts.completion_ids[1, 3:] == tokenizer.pad_token_id).all()
+    trainer.train()
+    log = next(log for log in trainer.state.log_history if "completions/clipped_ratio" in log)
+    assert log["completions/clipped_ratio"] == 0.5 and log["completions/mean_length"] == 4.5
+
+
+def test_default_stop_strings_follow_the_chat_template(tmp_path, plain_dataset):
+    with_template = make_trainer(tmp_path, plain_dataset, max_steps=1)
+    assert with_template.stop_strings == []
+    without = make_trainer(tmp_path, plain_dataset, tokenizer=build_tokenizer(chat_template=False), max_steps=1)
+    assert without.stop_strings == ["\n"]
+    explicit = make_trainer(tmp_path, plain_dataset, tokenizer=build_tokenizer(chat_template=False), max_steps=1,
+                            stop_strings=["\\n\\n"])  # fmt: skip
+    assert explicit.stop_strings == ["\n\n"]  # typed escapes become real newlines
+
+
+def test_answers_that_contain_a_stop_string_are_reported(tmp_path, plain_dataset, caplog):
+    with caplog.at_level("WARNING"):
+        make_trainer(tmp_path, plain_dataset, max_steps=1, stop_strings=["Paris"])
+    assert "2 of 8 training answers contain a rollout stop string ['Paris']" in caplog.text

@@ -58,3 +58,24 @@ def test_vllm_rollouts_sync_once_per_step_and_feed_the_loss(tmp_path, tiny_model
     logs = [log for log in trainer.state.log_history if "completions/mean_length" in log]
     assert [log["completions/mean_length"] for log in logs] == [3.0, 3.0]
     assert all(log["raft/kl_loss"] > 0 for log in logs)
+
+
+def test_vllm_rollouts_stop_at_the_configured_strings(tmp_path, tiny_model_dir, plain_dataset, monkeypatch):
+    import trl.generation.vllm_generation as vllm_generation
+
+    monkeypatch.setattr("raft_trainer.vllm_rollouts.is_vllm_available", lambda: True)
+    monkeypatch.setattr(vllm_generation, "VLLMGeneration", RecordingEngine)
+    trainer = RAFTTrainer(tiny_model_dir, args=small_args(tmp_path, stop_strings=["Paris"]),
+                          train_dataset=plain_dataset)  # fmt: skip
+    engine = RecordingEngine.instances[-1]
+    assert engine.kwargs["generation_kwargs"] == {"stop": ["Paris"], "include_stop_str_in_output": True}
+    paris, other = trainer._tokenizer.convert_tokens_to_ids(["Paris", "capital"])
+    engine.generate = lambda prompts, images, num_generations: (
+        prompts,
+        [[other, paris, other]] * len(prompts),
+        None,
+        None,
+    )
+    batch = trainer.data_collator([trainer.train_dataset[i] for i in range(2)])
+    rollouts = trainer._sample_rollouts(trainer.model, batch["prompt_input_ids"], batch["prompt_attention_mask"])
+    assert rollouts.lengths.tolist() == [2, 2] and rollouts.finished.tolist() == [True, True]

@@ -14,6 +14,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
+from ..stopping import decode_escapes
+
 Message = dict[str, str]
 Prompt = str | list[Message]  # plain text, or chat messages [{"role": ..., "content": ...}]
 
@@ -84,11 +86,6 @@ def cut_at_stop(text: str, stop: Sequence[str]) -> str:
     """
     cuts = [i for i in (text.find(s) for s in stop if s) if i >= 0]
     return text[: min(cuts)] if cuts else text
-
-
-def decode_escapes(strings: Sequence[str]) -> list[str]:
-    r"""Turn the `\n` and `\t` typed on a command line into real newlines and tabs (stop sequences)."""
-    return [s.replace("\\n", "\n").replace("\\t", "\t") for s in strings]
 
 
 @dataclass(frozen=True)

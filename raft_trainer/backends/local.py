@@ -5,9 +5,9 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 import torch
-from transformers import StoppingCriteria, StoppingCriteriaList
+from transformers import StoppingCriteriaList
 
-from ..rollouts import mask_after_first_eos
+from ..stopping import StopOnText, mask_after_first_eos
 from . import BackendOptions, Generation, Prompt, SamplingSettings, as_messages, as_plain_text, cut_at_stop
 
 _DTYPES = {"bfloat16": torch.bfloat16, "float16": torch.float16, "float32": torch.float32}
@@ -103,22 +103,6 @@ class TransformersBackend:
             ended = not row_keep.all() or cut != text or bool(set(ids[row_keep].tolist()) & set(self.eos_token_ids))
             generations.append(Generation(cut.strip(), int(row_keep.sum()), "stop" if ended else "length"))
         return generations
-
-
-class StopOnText(StoppingCriteria):
-    """Stop a row once its decoded completion contains a stop string. Decoding the completions each step costs far
-    less than a forward pass, works with every tokenizer, and needs no vocabulary scan (transformers'
-    `StopStringCriteria` scans the whole vocabulary per call, ~6 s at Gemma's 262k tokens, and fails on word-level
-    vocabularies)."""
-
-    def __init__(self, tokenizer, stop: Sequence[str], prompt_length: int):
-        self.tokenizer, self.stop, self.prompt_length = tokenizer, tuple(stop), prompt_length
-
-    def __call__(self, input_ids: torch.Tensor, scores, **kwargs) -> torch.Tensor:
-        if not self.stop:
-            return torch.zeros(len(input_ids), dtype=torch.bool, device=input_ids.device)
-        texts = self.tokenizer.batch_decode(input_ids[:, self.prompt_length :], skip_special_tokens=True)
-        return torch.tensor([any(s in t for s in self.stop) for t in texts], dtype=torch.bool, device=input_ids.device)
 
 
 def _as_list(value) -> list:

@@ -1,0 +1,270 @@
+"""The teacher's prompt: the student's own prompt ids with the reference context inserted before the question.
+
+RAFT's teacher scores the student's trajectory z after the reference answer (arXiv 2606.00147, Stage 2: "Background
+reference knowledge: {ŷ} / Answer the question based on the reference knowledge: {x} / Answer: {z}"). The rule this
+module enforces, for every data format: the teacher row is `[teacher prompt] ⊕ z`, where the tokens of z **and every
+token from the question's start to z** are exactly the student's (`[student prompt] ⊕ z`). A teacher prompt that ends
+on other tokens than the student's (a trailing space, a second "Answer:" cue, another chat header) makes the teacher
+score z after a sequence the tokenizer never produces; on Gemma 3 a trailing `"Answer: "` put 55% of the teacher's
+mass on digits at the first answer position and collapsed trained models into digit runs.
+
+How: the student's prompt ids S (exactly as TRL tokenised them, chat-template kwargs, tools and the prompt/completion
+boundary included) are split into `S[:a]` (BOS, or the chat template's turns up to the last user message's content),
+the question `S[a:b]` and the header `S[b:]` (the chat template's end of turn and generation prompt; empty for plain
+text). The teacher prompt is `S[:a] ⊕ tokens(template text and reference) ⊕ S[a:b] ⊕ tokens(template text after
+{prompt}) ⊕ S[b:]`. Horizontal whitespace at the end of a template piece is carried into the next piece (so the
+reference and the question keep their leading-space tokens, `'▁Plan'` and not `'▁' 'Plan'`).
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from dataclasses import dataclass
+from typing import Any
+
+REFERENCE_PLACEHOLDER = "{reference}"
+PROMPT_PLACEHOLDER = "{prompt}"
+DEFAULT_TEACHER_TEMPLATE = (
+    "Background reference knowledge: {reference}\nAnswer the question based on the reference knowledge: {prompt}"
+)
+_SENTINEL = "\ue000RAFT-QUESTION\ue000"
+_TRAILING_SPACE = re.compile(r"[ \t]+$")
+_SPACE_MARKERS = ("▁", "Ġ", " ")
+
+
+def validate_teacher_template(template: str) -> None:
+    """Raise `ValueError` unless the template holds exactly the `{reference}` and `{prompt}` placeholders, once each."""
+    fields = re.findall(r"\{(\w*)\}", template)
+    missing = {"reference", "prompt"} - set(fields)
+    unknown = set(fields) - {"reference", "prompt"}
+    repeated = sorted({f for f in fields if fields.count(f) > 1} - unknown)
+    if missing or unknown or repeated:
+        raise ValueError(
+            f"`teacher_template` must contain the placeholders {{reference}} and {{prompt}} once each and no others; "
+            f"missing: {sorted(missing)}, unknown: {sorted(unknown)}, repeated: {repeated}. Got: {template!r}"
+        )
+
+
+def render_teacher_text(template: str, *, reference: str, prompt: str) -> str:
+    """Fill the template by plain replacement (braces inside the data are safe)."""
+    return template.replace(REFERENCE_PLACEHOLDER, reference).replace(PROMPT_PLACEHOLDER, prompt)
+
+
+def is_chat_messages(value: Any) -> bool:
+    """A list of chat messages (dicts with a `role`)."""
+    return isinstance(value, list) and all(isinstance(m, dict) and "role" in m for m in value)
+
+
+@dataclass
+class TeacherPrompt:
+    """One row's teacher prompt.
+
+    Attributes:
+        ids (`list[int]`): the teacher prompt's token ids; the trainer appends the rollout's ids to them.
+        reference_truncated (`bool`): the reference was cut from its end to fit the token budget.
+        exact_boundary (`bool`): the question and everything after it are the student's own prompt ids (always true
+            unless a chat template renders the prompt in a way that could not be aligned; see `build_teacher_prompt`).
+    """
+
+    ids: list[int]
+    reference_truncated: bool
+    exact_boundary: bool
+
+
+def prompt_length(labels: list[int]) -> int:
+    """Number of prompt tokens of a tokenised row: the position of its first label that is not -100."""
+    return next((i for i, label in enumerate(labels) if label != -100), len(labels))
+
+
+def _tokens(tokenizer, text: str) -> list[int]:
+    return tokenizer(text, add_special_tokens=False)["input_ids"] if text else []
+
+
+def _join(tokenizer, space: str, ids: list[int]) -> list[int]:
+    """`space` (carried horizontal whitespace) before fixed ids: merged into their first token when the tokenizer has
+    a single leading-space token for it (`' ' + 'Question'` -> `'▁Question'`), so no lone space token is made."""
+    if not space or not ids:
+        return _tokens(tokenizer, space) + ids
+    if tokenizer.convert_ids_to_tokens(ids[0]).startswith(_SPACE_MARKERS):
+        return ids  # the first token already carries its space
+    piece = tokenizer.decode(ids[:1])
+    merged = _tokens(tokenizer, space + piece)
+    if tokenizer.decode(merged) == space + piece:
+        return merged + ids[1:]
+    return _tokens(tokenizer, space) + ids
+
+
+def _num_leading(prefix: list[int], ids: list[int]) -> int:
+    """Length of the common prefix of two id lists."""
+    n = 0
+    while n < min(len(prefix), len(ids)) and prefix[n] == ids[n]:
+        n += 1
+    return n
+
+
+def _locate_question(tokenizer, student_ids: list[int], prompt, chat_kwargs: dict) -> tuple[int, int] | None:
+    """`(a, b)` with `student_ids[a:b]` the question's ids: the whole prompt after BOS for plain text, the content of
+    the last user turn for conversations; `None` when a chat template's rendering cannot be aligned with the ids."""
+    if not is_chat_messages(prompt):
+        bos = tokenizer("", add_special_tokens=True)["input_ids"]
+        return _num_leading(bos, student_ids), len(student_ids)
+    last_user = max((i for i, m in enumerate(prompt) if m.get("role") == "user"), default=None)
+    if last_user is None:
+        return None
+    messages = [dict(m) for m in prompt]
+    question = str(messages[last_user]["content"])
+    messages[last_user]["content"] = _SENTINEL
+    rendered = tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True, **chat_kwargs)
+    if rendered.count(_SENTINEL) != 1:
+        return None
+    before_text = rendered.split(_SENTINEL)[0]
+    # The question's ends are token boundaries when the text up to each tokenises to a prefix of the student's ids.
+    before_ids, through_question = _tokens(tokenizer, before_text), _tokens(tokenizer, before_text + question)
+    if student_ids[: len(through_question)] != through_question or through_question[: len(before_ids)] != before_ids:
+        return None
+    return len(before_ids), len(through_question)
+
+
+def _encode_part(tokenizer, part: str, reference: str) -> tuple[list[int], list[int]]:
+    """A template part (text around at most one `{reference}`) filled and tokenised as one string: `(ids, indices of
+    the reference's tokens)`, the latter found from the character offsets so that the reference can be cut."""
+    if REFERENCE_PLACEHOLDER not in part:
+        return _tokens(tokenizer, part), []
+    before, after = part.split(REFERENCE_PLACEHOLDER)
+    text = before + reference + after
+    if not text:
+        return [], []
+    if not getattr(tokenizer, "is_fast", False):  # no offsets: tokenise the three pieces apart
+        ids = [_tokens(tokenizer, before), _tokens(tokenizer, reference), _tokens(tokenizer, after)]
+        return ids[0] + ids[1] + ids[2], list(range(len(ids[0]), len(ids[0]) + len(ids[1])))
+    encoded = tokenizer(text, add_special_tokens=False, return_offsets_mapping=True)
+    start, end = len(before), len(before) + len(reference)
+    inside = [i for i, (a, b) in enumerate(encoded["offset_mapping"]) if a < end and b > start and b <= end]
+    return encoded["input_ids"], inside
+
+
+def build_teacher_prompt(
+    tokenizer,
+    student_prompt_ids: list[int],
+    prompt: str | list[dict],
+    reference: str,
+    *,
+    template: str = DEFAULT_TEACHER_TEMPLATE,
+    max_length: int | None = None,
+    chat_template_kwargs: dict | None = None,
+) -> TeacherPrompt:
+    """The teacher prompt for one row (module docstring: the rule and how it is kept).
+
+    Args:
+        tokenizer (`PreTrainedTokenizerBase`): the student's tokenizer.
+        student_prompt_ids (`list[int]`): the ids the student samples after, i.e. the row's `input_ids` before its
+            first label (TRL's tokenisation, after its prompt/completion boundary and truncation).
+        prompt (`str` or `list[dict]`): the row's prompt (plain text, or chat messages ending with a user turn).
+        reference (`str`): ŷ, the text the teacher sees as reference knowledge (surrounding whitespace dropped).
+        template (`str`): `teacher_template` with `{reference}` and `{prompt}`. The text before `{prompt}` (with the
+            reference) is tokenised as one string and goes before the question; text after `{prompt}` goes inside
+            the last user turn for conversations and at the very end for plain text, which changes the boundary
+            (`boundary_problem` reports it).
+        max_length (`int`, *optional*): token budget; over it the reference is cut from its end. The question, the
+            template text and the chat-template tokens are never cut (the result can then exceed `max_length`).
+        chat_template_kwargs (`dict`, *optional*): what TRL passed to `apply_chat_template` for this row
+            (`chat_template`, `tools`, the row's `chat_template_kwargs`).
+
+    Returns:
+        [`TeacherPrompt`].
+    """
+    chat_kwargs = chat_template_kwargs or {}
+    located = _locate_question(tokenizer, student_prompt_ids, prompt, chat_kwargs)
+    if located is None:
+        return _rendered_teacher_prompt(
+            tokenizer, student_prompt_ids, prompt, reference, template, max_length, chat_kwargs
+        )
+    a, b = located
+    before_prompt, after_prompt = template.split(PROMPT_PLACEHOLDER)
+    match = _TRAILING_SPACE.search(before_prompt)
+    space = match.group() if match else ""  # carried into the question's first token
+    reference = reference.strip()
+    before, before_reference = _encode_part(tokenizer, before_prompt[: len(before_prompt) - len(space)], reference)
+    after, after_reference = _encode_part(tokenizer, after_prompt, reference)
+    head, tail = student_prompt_ids[:a], student_prompt_ids[b:]
+    question = _join(tokenizer, space, student_prompt_ids[a:b])
+    length = len(head) + len(before) + len(question) + len(after) + len(tail)
+    excess = 0 if max_length is None else max(length - max_length, 0)
+    truncated = excess > 0 and bool(before_reference or after_reference)
+    if truncated:
+        before = _without_last(before, before_reference, excess)
+        after = _without_last(after, after_reference, excess)
+    return TeacherPrompt(head + before + question + after + tail, truncated, True)
+
+
+def _without_last(ids: list[int], positions: list[int], count: int) -> list[int]:
+    """`ids` without the last `count` of the listed positions."""
+    dropped = set(positions[max(len(positions) - count, 0) :])
+    return [token for n, token in enumerate(ids) if n not in dropped]
+
+
+def _rendered_teacher_prompt(tokenizer, student_ids, prompt, reference, template, max_length, chat_kwargs):
+    """Fallback for chat templates that cannot be aligned token by token: the whole teacher conversation rendered and
+    tokenised, its end cut as TRL cut the student's prompt (the `boundary_problem` check then compares the ends)."""
+    last_user = max((i for i, m in enumerate(prompt) if m.get("role") == "user"), default=len(prompt) - 1)
+    messages = [dict(m) for m in prompt]
+    messages[last_user]["content"] = render_teacher_text(
+        template, reference=_SENTINEL, prompt=str(messages[last_user]["content"])
+    )
+    rendered = tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True, **chat_kwargs)
+    before, after = rendered.split(_SENTINEL, 1)
+    reference_ids = _tokens(tokenizer, reference.strip())
+    before_ids, after_ids = _tokens(tokenizer, before), _tokens(tokenizer, after)
+    rendered_student = _tokens(
+        tokenizer, tokenizer.apply_chat_template(prompt, tokenize=False, add_generation_prompt=True, **chat_kwargs)
+    )
+    cut = len(rendered_student) - len(student_ids) if rendered_student[: len(student_ids)] == student_ids else 0
+    after_ids = after_ids[: len(after_ids) - cut] if cut > 0 else after_ids
+    truncated = False
+    if max_length is not None:
+        budget = max(max_length - len(before_ids) - len(after_ids), 0)
+        truncated, reference_ids = len(reference_ids) > budget, reference_ids[:budget]
+    return TeacherPrompt(before_ids + reference_ids + after_ids, truncated, False)
+
+
+def boundary_problem(tokenizer, teacher_ids: list[int], student_ids: list[int], num_tokens: int = 3) -> str | None:
+    """`None` when the teacher prompt ends on the student prompt's last `num_tokens` ids, else a description that
+    names both endings (their last 10 tokens, decoded): the teacher would score the rollout after other tokens than
+    the student wrote it after."""
+    if teacher_ids[-num_tokens:] == student_ids[-num_tokens:]:
+        return None
+    return (
+        f"the teacher prompt ends with {tokenizer.decode(teacher_ids[-10:])!r} but the student prompt with "
+        f"{tokenizer.decode(student_ids[-10:])!r}"
+    )
+
+
+def add_teacher_prompt_ids(
+    example: dict[str, Any], tokenizer, template: str, max_length: int | None, chat_template: str | None = None
+) -> dict[str, Any]:
+    """`Dataset.map` function over a row tokenised by TRL (`input_ids`, `labels`, `prompt`, `reference`, optional
+    `tools` and `chat_template_kwargs`): `teacher_prompt_ids`, `reference_truncated` and `teacher_boundary_problem`
+    (`""` when the teacher prompt ends as the student's)."""
+    student = list(example["input_ids"][: prompt_length(example["labels"])])
+    tools = example.get("tools")
+    kwargs = {
+        "chat_template": chat_template,
+        "tools": json.loads(tools) if isinstance(tools, str) else tools,
+        **(example.get("chat_template_kwargs") or {}),
+    }
+    teacher = build_teacher_prompt(
+        tokenizer,
+        student,
+        example["prompt"],
+        example["reference"],
+        template=template,
+        max_length=max_length,
+        chat_template_kwargs=kwargs,
+    )
+    problem = boundary_problem(tokenizer, teacher.ids, student)
+    return {
+        "teacher_prompt_ids": teacher.ids,
+        "reference_truncated": teacher.reference_truncated,
+        "teacher_boundary_problem": problem or "",
+    }
