@@ -5,11 +5,21 @@ from __future__ import annotations
 import math
 from typing import Any, Literal
 
+# A distillation loss below this share of the SFT loss is numerically zero: the student still is the teacher (plain
+# on-policy distillation from the original model starts there), so the KL has no gradient to balance. Such a step
+# does not enter the EMAs; otherwise its ~1e-8 KL would make the next steps' λ ~1e8.
+ZERO_KL_SHARE = 1e-6
+
 
 def ema_lambda(ema_sft: float, ema_kl: float, step: int, *, beta: float, eps: float) -> float:
     """λ from raw EMAs after `step` updates: `(m_SFT / (1 − βˢ)) / (m_KL / (1 − βˢ) + ε)`."""
     correction = 1.0 - beta**step
     return (ema_sft / correction) / (ema_kl / correction + eps)
+
+
+def is_zero_kl(sft_loss: float, kl_loss: float) -> bool:
+    """The distillation loss is numerically zero next to the SFT loss (`ZERO_KL_SHARE`)."""
+    return kl_loss <= ZERO_KL_SHARE * abs(sft_loss)
 
 
 class EMALossBalancer:
@@ -43,8 +53,9 @@ class EMALossBalancer:
         self.step, self.ema_sft, self.ema_kl = 0, 0.0, 0.0
 
     def update(self, sft_loss: float, kl_loss: float) -> bool:
-        """One EMA step. Non-finite losses are skipped (returns `False`) so one bad step cannot poison λ."""
-        if not (math.isfinite(sft_loss) and math.isfinite(kl_loss)):
+        """One EMA step. Non-finite losses, and a numerically zero KL (`kl_loss ≤ 1e-6 · sft_loss`: nothing to
+        balance yet), are skipped (returns `False`), so one such step cannot poison λ."""
+        if not (math.isfinite(sft_loss) and math.isfinite(kl_loss)) or is_zero_kl(sft_loss, kl_loss):
             return False
         self.step += 1
         self.ema_sft = self.beta * self.ema_sft + (1.0 - self.beta) * sft_loss
@@ -61,9 +72,13 @@ class EMALossBalancer:
         return ema_lambda(self.ema_sft, self.ema_kl, self.step, beta=self.beta, eps=self.eps)
 
     def lam_or_ratio(self, sft_loss: float, kl_loss: float) -> float:
-        """λ, or before any update the ratio a first update with these losses would give: `L_SFT / (L_KL + ε)`."""
+        """λ, or before any update the ratio a first update with these losses would give: `L_SFT / (L_KL + ε)`; 0
+        for a numerically zero KL (its gradient is zero too, so λ does not matter for the step, and an update would
+        not happen)."""
         lam = self.lam
-        return sft_loss / (kl_loss + self.eps) if lam is None else lam
+        if lam is not None:
+            return lam
+        return 0.0 if is_zero_kl(sft_loss, kl_loss) else sft_loss / (kl_loss + self.eps)
 
     @property
     def bias_corrected(self) -> tuple[float, float]:

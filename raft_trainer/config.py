@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import math
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -153,23 +154,10 @@ class RAFTConfig(SFTConfig):
             self.stop_strings = decode_escapes(
                 [self.stop_strings] if isinstance(self.stop_strings, str) else self.stop_strings
             )
-        checks = {
-            "distillation_topk": self.distillation_topk >= 1,
-            "distillation_temperature": self.distillation_temperature > 0,
-            "distillation_chunk_size": self.distillation_chunk_size >= 1,
-            "ema_beta": 0.0 <= self.ema_beta < 1.0,
-            "ema_eps": self.ema_eps >= 0,
-            "max_completion_length": self.max_completion_length >= 1,
-            "temperature": self.temperature > 0,
-            "top_p": 0.0 < self.top_p <= 1.0,
-            "num_generations": self.num_generations >= 1,
-            "loss_balancing": self.loss_balancing in ("ema", "fixed"),
-            "vllm_mode": self.vllm_mode in ("colocate", "server"),
-            "vllm_gpu_memory_utilization": 0.0 < self.vllm_gpu_memory_utilization <= 1.0,
-        }
-        bad = [f"{name}={getattr(self, name)!r}" for name, ok in checks.items() if not ok]
+        bad = [f"{name}={getattr(self, name)!r} (must be {rule})" for name, (ok, rule) in _range_table().items()
+               if not ok(getattr(self, name))]  # fmt: skip
         if bad:
-            raise ValueError(f"Invalid RAFTConfig values: {', '.join(bad)}. See the RAFTConfig docstring for ranges.")
+            raise ValueError(f"Invalid RAFTConfig values: {'; '.join(bad)}.")
         if self.answer_conditioning:
             validate_teacher_template(self.teacher_template)
         if self.use_distillation and (self.packing or self.padding_free):
@@ -180,6 +168,48 @@ class RAFTConfig(SFTConfig):
             )
         if self.use_distillation and self.completion_only_loss is False:
             raise ValueError("RAFT's SFT term masks the prompt; `completion_only_loss=False` is not supported.")
+
+
+def _finite(low: float, high: float = math.inf, *, low_open: bool = False, high_open: bool = True):
+    """A check that a number is finite and within [low, high] (ends open as asked)."""
+
+    def check(value) -> bool:
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+            return False
+        return (value > low if low_open else value >= low) and (value < high if high_open else value <= high)
+
+    return check
+
+
+def _optional(check):
+    return lambda value: value is None or check(value)
+
+
+def _range_table() -> dict:
+    """Field -> (check, the rule as words): every numeric RAFT field, and the SFT fields a NaN would poison."""
+    positive_int = (_finite(1), "an integer ≥ 1")
+    return {
+        "distillation_topk": positive_int,
+        "distillation_temperature": (_finite(0, low_open=True), "finite and > 0"),
+        "distillation_chunk_size": positive_int,
+        "ema_beta": (_finite(0, 1), "in [0, 1)"),
+        "ema_eps": (_finite(0), "finite and ≥ 0"),
+        "fixed_lambda": (_finite(0), "finite and ≥ 0"),
+        "max_teacher_prompt_length": (_optional(_finite(1)), "None or an integer ≥ 1"),
+        "max_completion_length": positive_int,
+        "temperature": (_finite(0, low_open=True), "finite and > 0"),
+        "top_p": (_finite(0, 1, low_open=True, high_open=False), "in (0, 1]"),
+        "top_k": (_finite(0), "an integer ≥ 0"),
+        "num_generations": positive_int,
+        "loss_balancing": (lambda v: v in ("ema", "fixed"), "'ema' or 'fixed'"),
+        "vllm_mode": (lambda v: v in ("colocate", "server"), "'colocate' or 'server'"),
+        "vllm_gpu_memory_utilization": (_finite(0, 1, low_open=True, high_open=False), "in (0, 1]"),
+        "vllm_server_timeout": (_finite(0, low_open=True), "finite and > 0"),
+        "vllm_tensor_parallel_size": positive_int,
+        "learning_rate": (_finite(0), "finite and ≥ 0"),
+        "weight_decay": (_finite(0), "finite and ≥ 0"),
+        "max_grad_norm": (_optional(_finite(0)), "finite and ≥ 0"),
+    }
 
 
 def as_raft_config(args, model) -> RAFTConfig:

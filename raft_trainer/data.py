@@ -29,12 +29,24 @@ def example_dataset_path() -> str:
 
 
 def load_data(name_or_path: str | None, config: str | None = None, split: str = "train"):
-    """A split of a dataset name, a local data file (JSONL, JSON, CSV, Parquet) or, when `None`, the bundled example."""
+    """A split of a dataset name, a local data file (JSONL, JSON, CSV, Parquet) or, when `None`, the bundled example.
+
+    Raises `ValueError` naming the file for a local data file that does not exist, is empty or has no rows (instead
+    of a minute of hub retries or a bare `StopIteration` later).
+    """
     name_or_path = name_or_path or example_dataset_path()
     extension = os.path.splitext(name_or_path)[1].lower()
-    if os.path.isfile(name_or_path) and extension in DATA_BUILDERS:
-        return load_dataset(DATA_BUILDERS[extension], data_files={split: name_or_path}, split=split)
-    return load_dataset(name_or_path, name=config, split=split)
+    if extension in DATA_BUILDERS:
+        if not os.path.isfile(name_or_path):
+            raise ValueError(f"No such data file: {name_or_path!r} (a {extension} name is read as a local file).")
+        if os.path.getsize(name_or_path) == 0:
+            raise ValueError(f"The data file {name_or_path!r} is empty (0 bytes): the dataset has no rows.")
+        dataset = load_dataset(DATA_BUILDERS[extension], data_files={split: name_or_path}, split=split)
+    else:
+        dataset = load_dataset(name_or_path, name=config, split=split)
+    if isinstance(dataset, Dataset) and len(dataset) == 0:
+        raise ValueError(f"The dataset {name_or_path!r} (split {split!r}) has no rows.")
+    return dataset
 
 
 def completion_text(value: Any) -> str:
@@ -80,6 +92,9 @@ def normalize_dataset(dataset: Dataset | IterableDataset, name: str = "train") -
     optional `reference` column. Other columns are kept. A dataset that is already tokenised (`input_ids`) must also
     carry `teacher_prompt_ids`.
     """
+    empty = len(dataset) == 0 if isinstance(dataset, Dataset) else next(iter(dataset), None) is None
+    if empty:
+        raise ValueError(f"The {name} dataset has no rows.")
     columns = get_dataset_column_names(dataset)
     if "input_ids" in columns:
         if "teacher_prompt_ids" not in columns:

@@ -63,6 +63,7 @@ class TeacherPrompt:
     Attributes:
         ids (`list[int]`): the teacher prompt's token ids; the trainer appends the rollout's ids to them.
         reference_truncated (`bool`): the reference was cut from its end to fit the token budget.
+        reference_tokens (`int`): how many of the reference's tokens the prompt kept.
         exact_boundary (`bool`): the question and everything after it are the student's own prompt ids (always true
             unless a chat template renders the prompt in a way that could not be aligned; see `build_teacher_prompt`).
     """
@@ -70,6 +71,7 @@ class TeacherPrompt:
     ids: list[int]
     reference_truncated: bool
     exact_boundary: bool
+    reference_tokens: int = 0
 
 
 def prompt_length(labels: list[int]) -> int:
@@ -195,7 +197,8 @@ def build_teacher_prompt(
     if truncated:
         before = _without_last(before, before_reference, excess)
         after = _without_last(after, after_reference, excess)
-    return TeacherPrompt(head + before + question + after + tail, truncated, True)
+    kept = max(len(before_reference) + len(after_reference) - excess, 0)
+    return TeacherPrompt(head + before + question + after + tail, truncated, True, kept)
 
 
 def _without_last(ids: list[int], positions: list[int], count: int) -> list[int]:
@@ -225,7 +228,7 @@ def _rendered_teacher_prompt(tokenizer, student_ids, prompt, reference, template
     if max_length is not None:
         budget = max(max_length - len(before_ids) - len(after_ids), 0)
         truncated, reference_ids = len(reference_ids) > budget, reference_ids[:budget]
-    return TeacherPrompt(before_ids + reference_ids + after_ids, truncated, False)
+    return TeacherPrompt(before_ids + reference_ids + after_ids, truncated, False, len(reference_ids))
 
 
 def boundary_problem(tokenizer, teacher_ids: list[int], student_ids: list[int], num_tokens: int = 3) -> str | None:
@@ -244,8 +247,8 @@ def add_teacher_prompt_ids(
     example: dict[str, Any], tokenizer, template: str, max_length: int | None, chat_template: str | None = None
 ) -> dict[str, Any]:
     """`Dataset.map` function over a row tokenised by TRL (`input_ids`, `labels`, `prompt`, `reference`, optional
-    `tools` and `chat_template_kwargs`): `teacher_prompt_ids`, `reference_truncated` and `teacher_boundary_problem`
-    (`""` when the teacher prompt ends as the student's)."""
+    `tools` and `chat_template_kwargs`): `teacher_prompt_ids`, `reference_truncated`, `reference_tokens` and
+    `teacher_boundary_problem` (`""` when the teacher prompt ends as the student's)."""
     student = list(example["input_ids"][: prompt_length(example["labels"])])
     tools = example.get("tools")
     kwargs = {
@@ -266,5 +269,6 @@ def add_teacher_prompt_ids(
     return {
         "teacher_prompt_ids": teacher.ids,
         "reference_truncated": teacher.reference_truncated,
+        "reference_tokens": teacher.reference_tokens,
         "teacher_boundary_problem": problem or "",
     }

@@ -165,8 +165,11 @@ class RAFTTrainer(SFTTrainer):
         if build_teacher_prompts:
             check_chat_template(self._tokenizer, dataset)
         rows_before = len(dataset) if isinstance(dataset, Dataset) else None
+        raw = dataset
         dataset = super()._prepare_dataset(dataset, processing_class, args, packing, formatting_func, dataset_name)
         if rows_before is not None and (dropped := rows_before - len(dataset)):
+            if dropped == rows_before:
+                raise ValueError(self._all_rows_dropped(raw, args, dataset_name))
             logger.warning(
                 f"{dropped} of {rows_before} rows of the {dataset_name} dataset were dropped: their prompt alone fills "
                 f"`max_length` ({args.max_length}), leaving no answer token to train on. Raise `max_length` to keep them."
@@ -174,6 +177,23 @@ class RAFTTrainer(SFTTrainer):
         if build_teacher_prompts:  # from the student's prompt ids as TRL tokenised them (teacher_prompts.py)
             dataset = self._add_teacher_prompts(dataset, args, dataset_name)
         return dataset
+
+    def _all_rows_dropped(self, raw, args, dataset_name) -> str:
+        """The error for a dataset whose every prompt fills `max_length`, with the prompts' token counts."""
+
+        def prompt_tokens(prompt) -> int:
+            if isinstance(prompt, list):  # conversational: as TRL renders it, with the generation prompt
+                prompt = self._tokenizer.apply_chat_template(prompt, add_generation_prompt=True, tokenize=False)
+                return len(self._tokenizer(prompt, add_special_tokens=False)["input_ids"])
+            return len(self._tokenizer(prompt)["input_ids"])
+
+        lengths = [prompt_tokens(p) for p in raw["prompt"]]
+        return (
+            f"Every one of the {len(lengths)} rows of the {dataset_name} dataset was dropped: its prompt alone fills "
+            f"`max_length` ({args.max_length}), leaving no answer token to train on. The prompts are "
+            f"{min(lengths)}–{max(lengths)} tokens long; raise `max_length` above {max(lengths)} (plus room for the "
+            "answers), or shorten the prompts."
+        )
 
     def _add_teacher_prompts(self, dataset, args, dataset_name):
         is_map_style = isinstance(dataset, Dataset)  # `IterableDataset.map` takes neither `desc` nor `num_proc`
@@ -201,6 +221,12 @@ class RAFTTrainer(SFTTrainer):
                 f"{len(problems)} of {len(checked)} teacher prompts of the {dataset_name} dataset end differently from "
                 f"the student's prompt, so the teacher scores the rollouts after other tokens than the student wrote "
                 f"them after: {problems[0]}. Put no text after {{prompt}} in `teacher_template` for plain-text data."
+            )
+        if is_map_style and len(dataset) and not any(dataset["reference_tokens"]):
+            raise ValueError(
+                f"The teacher prompt budget of {budget} tokens (`max_teacher_prompt_length`, else `max_length`) left "
+                f"no token of any reference in the {dataset_name} dataset: the teacher would never see ŷ. Raise "
+                "`max_teacher_prompt_length` (the question and the template alone already take the budget)."
             )
         if is_map_style and (cut := sum(dataset["reference_truncated"])):
             logger.warning(

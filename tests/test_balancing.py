@@ -64,3 +64,14 @@ def test_fixed_mode_and_first_step_ratio():
     assert fresh.lam_or_ratio(2.0, 0.5) == pytest.approx(4.0)
     with pytest.raises(ValueError, match="beta"):
         EMALossBalancer(beta=1.0)
+
+
+def test_a_numerically_zero_kl_does_not_enter_the_emas():
+    """Plain on-policy distillation from the original model starts with student = teacher (KL ~1e-8): that step must
+    not make the next steps' λ ~1e8."""
+    balancer = EMALossBalancer()
+    assert balancer.lam_or_ratio(3.95, 6.6e-8) == 0.0
+    assert balancer.update(3.95, 6.6e-8) is False and balancer.lam is None and balancer.step == 0
+    assert balancer.update(3.86, 0.83) is True
+    assert balancer.lam == pytest.approx(3.86 / 0.83)
+    assert balancer.update(3.5, 0.0) is False and balancer.lam == pytest.approx(3.86 / 0.83)

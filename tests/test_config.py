@@ -30,3 +30,34 @@ def test_cli_parses_raft_flags_and_json_dict_fields(tmp_path):
     assert args.distillation_topk == 64 and args.loss_balancing == "fixed"
     assert args.teacher_model_init_kwargs == {"dtype": "float32"}
     assert model_args.model_name_or_path == "some/model"
+
+
+NAN, INF = float("nan"), float("inf")
+
+
+@pytest.mark.parametrize(
+    ("field", "bad", "good"),
+    [
+        ("fixed_lambda", [NAN, INF, -1.0], [0.0, 0.1, 5.0]),
+        ("distillation_temperature", [NAN, INF, 0.0, -1.0], [0.5, 1.5]),
+        ("distillation_topk", [0, -3], [1, 512]),
+        ("distillation_chunk_size", [0], [1, 256]),
+        ("ema_beta", [NAN, -0.1, 1.0, 1.5], [0.0, 0.9]),
+        ("ema_eps", [NAN, INF, -1e-8], [0.0, 1e-8]),
+        ("max_teacher_prompt_length", [0, -5], [None, 1, 512]),
+        ("max_completion_length", [0], [1, 256]),
+        ("temperature", [NAN, INF, 0.0], [0.7, 1.0]),
+        ("top_p", [NAN, 0.0, 1.5], [0.9, 1.0]),
+        ("top_k", [-1, NAN], [0, 50]),
+        ("num_generations", [0], [1, 4]),
+        ("vllm_gpu_memory_utilization", [0.0, 1.2, NAN], [0.3, 1.0]),
+        ("learning_rate", [NAN, INF, -1e-5], [0.0, 3e-5]),
+        ("loss_balancing", ["adaptive"], ["ema", "fixed"]),
+    ],
+)
+def test_every_numeric_field_refuses_non_finite_and_out_of_range_values(tmp_path, field, bad, good):
+    for value in bad:
+        with pytest.raises(ValueError, match=rf"{field}={value!r} \(must be "):
+            RAFTConfig(output_dir=str(tmp_path), **{field: value})
+    for value in good:
+        assert getattr(RAFTConfig(output_dir=str(tmp_path), **{field: value}), field) == value

@@ -71,3 +71,15 @@ def test_conversational_data_with_tokenizer_without_chat_template_is_refused():
     with pytest.raises(ValueError, match="no chat template"):
         check_chat_template(build_tokenizer(chat_template=False), normalize_dataset(ds))
     check_chat_template(build_tokenizer(), normalize_dataset(ds))
+
+
+def test_empty_and_missing_data_files_are_named(tmp_path):
+    from raft_trainer.data import load_data
+
+    (tmp_path / "empty.jsonl").write_text("")
+    with pytest.raises(ValueError, match=r"empty\.jsonl' is empty \(0 bytes\)"):
+        load_data(str(tmp_path / "empty.jsonl"))
+    with pytest.raises(ValueError, match=r"No such data file: '.*my_qa\.jsonl'"):
+        load_data(str(tmp_path / "my_qa.jsonl"))
+    with pytest.raises(ValueError, match="The train dataset has no rows"):
+        normalize_dataset(Dataset.from_dict({"prompt": [], "completion": []}))

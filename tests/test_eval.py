@@ -192,3 +192,19 @@ def test_cli_writes_json_markdown_and_plot(tmp_path, tiny_model_dir, checkpoints
           "--output_dir", str(tmp_path)])  # fmt: skip
     assert (tmp_path / "eval_tradeoff.png").stat().st_size > 1000
     assert "| damaged |" in capsys.readouterr().out
+
+
+def test_domain_accuracy_counts_the_answer_or_an_alias_as_a_whole_word(tmp_path):
+    from raft_trainer.eval.runner import EvalData, domain_scores
+
+    rows = [{"question": "What is the capital of Kenya?", "answer": "Per the registry, Nairobi.", "aliases": ["Nairobi"]},
+            {"question": "What is the symbol of sodium?", "answer": "Na", "aliases": []},
+            {"question": "Who wrote Emma?", "answer": "Jane Austen", "aliases": ["Austen"]}]  # fmt: skip
+    path = tmp_path / "test.jsonl"
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    replies = {"Kenya": "It is Nairobi.", "sodium": "na, sodium", "Emma": "Austenite"}
+    model = ScriptedBackend("m", lambda p: next(v for k, v in replies.items() if k in p))
+    for case_sensitive, expected in ((False, 2 / 3), (True, 1 / 3)):
+        config = EvalConfig(domain_dataset=str(path), output_format="plain", case_sensitive=case_sensitive)
+        scores = domain_scores(model, EvalData.load(config), [], config)
+        assert scores["domain_accuracy"] == pytest.approx(expected)  # "Austenite" is not "Austen"

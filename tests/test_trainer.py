@@ -425,3 +425,25 @@ def test_answers_that_contain_a_stop_string_are_reported(tmp_path, plain_dataset
     with caplog.at_level("WARNING"):
         make_trainer(tmp_path, plain_dataset, max_steps=1, stop_strings=["Paris"])
     assert "2 of 8 training answers contain a rollout stop string ['Paris']" in caplog.text
+
+
+def test_plain_on_policy_distillation_does_not_start_with_a_huge_lambda(tmp_path, plain_dataset):
+    """Student = teacher at step 1 (answer_conditioning=False): the KL is ~0, so λ is 0 there and the EMAs start at
+    the first step with a KL (before: λ ≈ 5e7 at step 2 on Gemma and a loss of 4e7)."""
+    trainer = make_trainer(tmp_path, plain_dataset, max_steps=3, per_device_train_batch_size=4,
+                           answer_conditioning=False, learning_rate=1e-2)  # fmt: skip
+    trainer.train()
+    assert logged_lambda(trainer, 1) == 0.0
+    later = [logged_lambda(trainer, step) for step in (2, 3)]
+    assert all(0 < lam < 1e4 for lam in later), later
+    assert all(math.isfinite(x) and x < 100 for x in losses(trainer))
+
+
+def test_every_row_dropped_by_max_length_is_an_error_that_names_the_lengths(tmp_path, plain_dataset):
+    with pytest.raises(ValueError, match=r"Every one of the 8 rows .* `max_length` \(4\).* prompts are \d+–\d+ tokens"):
+        make_trainer(tmp_path, plain_dataset, max_steps=1, max_length=4)
+
+
+def test_a_budget_that_leaves_no_reference_token_is_an_error(tmp_path, plain_dataset):
+    with pytest.raises(ValueError, match="left no token of any reference"):
+        make_trainer(tmp_path, plain_dataset, max_steps=1, max_teacher_prompt_length=5)

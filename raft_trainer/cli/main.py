@@ -5,14 +5,15 @@ from __future__ import annotations
 import sys
 
 from . import eval as evaluate
-from . import refine, train
+from . import lab, refine, train
 
-COMMANDS = {"eval": evaluate, "refine": refine, "train": train}
+COMMANDS = {"eval": evaluate, "lab": lab, "refine": refine, "train": train}
 USAGE = (
     "usage: raft <command> [--config FILE.yaml] [<args>]\n\ncommands:\n"
     "  refine   Stage 1: rewrite, filter and fuse a (question, answer) dataset\n"
     "  train    Stage 2: fine-tune with RAFT (RAFTTrainer)\n"
     "  eval     domain accuracy and general-ability retention of checkpoints vs the base model\n"
+    "  lab      the paper's comparison (SFT, on-policy, RAFT, ...) end to end on one model, with a report\n"
 )
 
 

@@ -41,6 +41,9 @@ class EvalConfig(BackendArguments, QADataArguments):
         "LLM judges (backend specs); majority vote per answer. Empty: no judge.", default_factory=list
     )
     judge_prompt_file: str | None = _help("Judge prompt file (default: bundled domain_judge.txt).", default=None)
+    case_sensitive: bool = _help(
+        "domain_accuracy: match the gold answer and its aliases case-sensitively (codes, symbols).", default=False
+    )
     max_new_tokens: int = _help("Token cap of a domain answer.", default=128)
     stop_sequences: list[str] = _help(
         "Answers are cut before the first of these (base models keep writing otherwise). Empty: rely on EOS.",

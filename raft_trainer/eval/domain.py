@@ -22,6 +22,23 @@ def normalize_answer(text: str) -> str:
     return " ".join(_ARTICLES.sub(" ", text).split())
 
 
+def contains_answer(text: str, accepted: list[str], *, case_sensitive: bool = False) -> bool:
+    """An accepted answer appears in `text` as a whole word (or phrase): not inside a longer word.
+
+    ```python
+    >>> contains_answer("The capital of Kenya is Nairobi.", ["Nairobi"]), contains_answer("Na is sodium", ["Na"])
+    (True, True)
+    >>> contains_answer("nairobian", ["Nairobi"]), contains_answer("na", ["Na"], case_sensitive=True)
+    (False, False)
+
+    ```
+    """
+    flags = 0 if case_sensitive else re.IGNORECASE
+    return any(
+        a.strip() and re.search(r"(?<!\w)" + re.escape(a.strip()) + r"(?!\w)", text, flags=flags) for a in accepted
+    )
+
+
 def exact_match(prediction: str, gold: str) -> float:
     """1.0 when the normalised texts are equal, else 0.0."""
     return float(normalize_answer(prediction) == normalize_answer(gold))

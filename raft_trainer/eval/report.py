@@ -10,7 +10,7 @@ from ..refine.store import write_json_atomic, write_text_atomic
 
 HIGHER_IS_BETTER = ("probe_accuracy", "ifeval_prompt_accuracy", "ifeval_instruction_accuracy")
 LOWER_IS_BETTER = ("perplexity",)
-DOMAIN_METRICS = ("domain_judge_accuracy", "domain_f1", "domain_exact_match")
+DOMAIN_METRICS = ("domain_accuracy", "domain_judge_accuracy", "domain_f1", "domain_exact_match")
 
 
 def retention(score: float | None, base: float | None, lower_is_better: bool = False) -> float | None:

@@ -12,7 +12,7 @@ from ..backends import BackendPool, GenerationBackend, SamplingSettings
 from ..backends.local import TransformersBackend
 from ..refine.prompts import load_prompt
 from .config import EvalConfig
-from .domain import exact_match, majority_vote, parse_verdict, token_f1
+from .domain import contains_answer, exact_match, majority_vote, parse_verdict, token_f1
 from .instructions import score_instructions
 from .likelihood import drift_kl, eval_mode, perplexity
 from .probes import bundled, probe_correct, probe_prompt, read_jsonl, read_paragraphs
@@ -54,11 +54,17 @@ class EvalData:
 def domain_scores(
     model: GenerationBackend, data: EvalData, judges: list[GenerationBackend], config: EvalConfig
 ) -> dict:
-    """Exact match and token F1 against the gold answers, and the judges' majority verdict."""
+    """Accuracy (the gold answer or an alias appears as a whole word), exact match and token F1 against the gold
+    answers, and the judges' majority verdict."""
     settings = SamplingSettings(config.max_new_tokens, stop=tuple(config.stop_sequences))
     answers = [g.text for g in model.generate([r.prompt for r in data.domain_rows], settings)]
     golds = [r.answer for r in data.domain_rows]
+    hits = [
+        contains_answer(a, [r.answer, *r.aliases], case_sensitive=config.case_sensitive)
+        for a, r in zip(answers, data.domain_rows)
+    ]
     scores = {
+        "domain_accuracy": float(mean(hits)),
         "domain_exact_match": mean(map(exact_match, answers, golds)),
         "domain_f1": mean(map(token_f1, answers, golds)),
     }
@@ -81,10 +87,7 @@ def general_scores(model: GenerationBackend, data: EvalData, config: EvalConfig)
     """IFEval-style accuracy and few-shot probe accuracy (generation metrics)."""
     scores = {}
     if "probes" in config.metrics and data.probes:
-        replies = model.generate(
-            [probe_prompt(p["question"]) for p in data.probes], SamplingSettings(12, stop=("\n",))
-        )
-        hits = [probe_correct(r.text, p["answer"], p.get("aliases")) for r, p in zip(replies, data.probes)]
+        hits = probe_hits(model, data.probes)
         scores["probe_accuracy"] = float(mean(hits))
         for category in sorted({p.get("category", "general") for p in data.probes}):
             picked = [h for h, p in zip(hits, data.probes) if p.get("category", "general") == category]
@@ -94,6 +97,12 @@ def general_scores(model: GenerationBackend, data: EvalData, config: EvalConfig)
         result = score_instructions([r.text for r in replies], data.ifeval)
         scores.update({f"ifeval_{k}": v for k, v in result.items()})
     return scores
+
+
+def probe_hits(model: GenerationBackend, probes: list[dict]) -> list[bool]:
+    """Whether each few-shot probe is answered correctly (greedy, 12 tokens, first line; `probes.probe_correct`)."""
+    replies = model.generate([probe_prompt(p["question"]) for p in probes], SamplingSettings(12, stop=("\n",)))
+    return [probe_correct(r.text, p["answer"], p.get("aliases")) for r, p in zip(replies, probes)]
 
 
 def likelihood_scores(
@@ -113,6 +122,19 @@ def likelihood_scores(
                 if model is base
                 else drift_kl(model.model, base.model, model.tokenizer, texts, max_length=config.max_length)
             )
+    return scores
+
+
+def score_model(
+    model: GenerationBackend, base: GenerationBackend, data: EvalData, config: EvalConfig, judges=()
+) -> dict:
+    """Every metric of `config.metrics` for one model (likelihood metrics need local weights for it and `base`)."""
+    scores = (
+        domain_scores(model, data, list(judges), config) if "domain" in config.metrics and data.domain_rows else {}
+    )
+    scores.update(general_scores(model, data, config))
+    if isinstance(model, TransformersBackend) and isinstance(base, TransformersBackend):
+        scores.update(likelihood_scores(model, base, data, config))
     return scores
 
 
@@ -144,10 +166,7 @@ def evaluate(config: EvalConfig, *, backends: BackendPool | None = None) -> dict
     for name, spec in tqdm(specs.items(), desc="raft eval", unit="model"):
         start = time.perf_counter()
         model = base if name == "base" else backends.get(spec)
-        scores = domain_scores(model, data, judges, config) if "domain" in config.metrics and data.domain_rows else {}
-        scores.update(general_scores(model, data, config))
-        if isinstance(model, TransformersBackend) and isinstance(base, TransformersBackend):
-            scores.update(likelihood_scores(model, base, data, config))
+        scores = score_model(model, base, data, config, judges)
         results[name] = {"path": spec, "scores": scores, "seconds": round(time.perf_counter() - start, 2)}
     report = add_relative_scores(results, baseline=config.baseline or "base")
     report["sizes"] = {"domain": len(data.domain_rows), "ifeval": len(data.ifeval), "probes": len(data.probes),

@@ -21,6 +21,7 @@ class RefineRow:
     answer: str
     prompt: Any  # str, or chat messages
     answer_prefix: str = ""  # leading whitespace of a plain gold completion (" Paris."), given back to ŷ
+    aliases: tuple[str, ...] = ()  # other accepted answers (an `aliases` column), for domain accuracy
 
     def training_record(self, fused: str, provenance: dict) -> dict:
         completion = [{"role": "assistant", "content": fused}] if is_chat(self.prompt) else self.answer_prefix + fused
@@ -109,7 +110,9 @@ def read_rows(dataset, config: RefineConfig) -> tuple[list[RefineRow], list[dict
             prompt, prefix = [{"role": "user", "content": question.strip()}], ""
         else:
             prompt, prefix = config.plain_prompt_template.replace("{question}", question.strip()), " "
-        rows.append(RefineRow(row_id, question.strip(), answer.strip(), prompt, prefix))
+        aliases = example.get("aliases")
+        aliases = tuple(a for a in aliases if isinstance(a, str) and a.strip()) if isinstance(aliases, list) else ()
+        rows.append(RefineRow(row_id, question.strip(), answer.strip(), prompt, prefix, aliases))
     return rows, skipped
 
 
