@@ -440,7 +440,9 @@ def test_plain_on_policy_distillation_does_not_start_with_a_huge_lambda(tmp_path
 
 
 def test_every_row_dropped_by_max_length_is_an_error_that_names_the_lengths(tmp_path, plain_dataset):
-    with pytest.raises(ValueError, match=r"Every one of the 8 rows .* `max_length` \(4\).* prompts are \d+–\d+ tokens"):
+    with pytest.raises(
+        ValueError, match=r"Every one of the 8 rows .* `max_length` \(4\).* prompts are \d+–\d+ tokens"
+    ):
         make_trainer(tmp_path, plain_dataset, max_steps=1, max_length=4)
 
 

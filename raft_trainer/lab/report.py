@@ -175,7 +175,8 @@ def plot_curves(runs: list[dict], path: str) -> bool:
         logs = [log for log in run["log_history"] if "raft/lambda" in log and "step" in log]
         steps = [log["step"] for log in logs]
         for axis, key in zip(axes, ("raft/lambda", "raft/sft_loss", "raft/kl_loss")):
-            axis.plot(steps, [log[key] for log in logs], label=f"{run['method']} s{run['seed']}", alpha=0.8)
+            points = [(s, log[key]) for s, log in zip(steps, logs) if key != "raft/lambda" or log[key] > 0]  # log axis
+            axis.plot(*zip(*points), label=f"{run['method']} s{run['seed']}", alpha=0.8)
     for axis, title in zip(axes, ("λ", "L_SFT", "L_KL")):
         axis.set_title(title)
         axis.set_xlabel("optimizer step")

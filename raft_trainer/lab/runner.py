@@ -45,9 +45,17 @@ class LabInputs:
     stage1: dict
     eval_config: object
     eval_data: object
-    base: object
-    base_scores: dict
-    teacher_reference_accuracy: float
+    base_scores: dict | None = None
+    teacher_reference_accuracy: float | None = None
+    _base: object = None
+
+    def base_backend(self):
+        """The original model for generation and drift, loaded on first use (not at all when every run is done)."""
+        if self._base is None:
+            from ..backends.local import TransformersBackend
+
+            self._base = TransformersBackend(self.model_path, options=self.eval_config.backend_options())
+        return self._base
 
 
 def run_lab(config: LabConfig) -> dict:
@@ -57,8 +65,10 @@ def run_lab(config: LabConfig) -> dict:
     start = time.perf_counter()
     out = Path(config.output_dir)
     out.mkdir(parents=True, exist_ok=True)
-    inputs = prepare(config, out)
-    runs = _load_runs(out, config, inputs.model_path, inputs.domain)
+    model_path = resolve_model(config.model_name_or_path, out)
+    domain = resolve_domain(config.domain, config.domain_dataset, config.domain_test_dataset, config.case_sensitive)
+    runs = _load_runs(out, config, model_path, domain)  # refuses other settings before anything is computed
+    inputs = prepare(config, out, model_path, domain)
     todo = [(seed, m) for seed in range(config.seeds) for m in config.methods]
     done = {(r["seed"], r["method"]) for r in runs}
     bar = tqdm(total=len(todo), initial=sum(t in done for t in todo), desc="raft lab", unit="run", dynamic_ncols=True)
@@ -76,14 +86,12 @@ def run_lab(config: LabConfig) -> dict:
     return write_report(config, inputs, runs, out, time.perf_counter() - start)
 
 
-def prepare(config: LabConfig, out: Path) -> LabInputs:
+def prepare(config: LabConfig, out: Path, model_path: str, domain: Domain) -> LabInputs:
     """Read the domain, run Stage 1 when a method needs ŷ, load the evaluation sets and score the original model
-    (keeping only the general probes it answers)."""
-    from ..backends.local import TransformersBackend
+    (keeping only the general probes it answers). The original model's evaluation is kept in `base_eval.json`, so a
+    resumed lab does not repeat it."""
     from ..eval.runner import EvalData, probe_hits, score_model
 
-    model_path = resolve_model(config.model_name_or_path, out)
-    domain = resolve_domain(config.domain, config.domain_dataset, config.domain_test_dataset, config.case_sensitive)
     train_qa = read_qa_rows(domain.train_file, config.train_limit)
     test_qa = read_qa_rows(domain.test_file, config.test_limit)
     overlap = {r["question"] for r in train_qa} & {r["question"] for r in test_qa}
@@ -100,15 +108,23 @@ def prepare(config: LabConfig, out: Path) -> LabInputs:
     data = EvalData.load(eval_config)
     data.ifeval = data.ifeval[: config.ifeval_limit] if config.ifeval_limit else data.ifeval
     data.probes = data.probes[: config.probe_limit] if config.probe_limit else data.probes
-    base = TransformersBackend(model_path, options=eval_config.backend_options())
+    inputs = LabInputs(model_path, domain, train_qa, test_qa, rows, stage1, eval_config, data)
+    cache = out / "base_eval.json"
+    if cache.exists():
+        saved = json.loads(cache.read_text())
+        data.probes, inputs.base_scores = saved["probes"], saved["base_scores"]
+        inputs.teacher_reference_accuracy = saved["teacher_reference_accuracy"]
+        return inputs
+    base = inputs.base_backend()
     data.probes = [p for p, hit in zip(data.probes, probe_hits(base, data.probes)) if hit]
     write_jsonl(out / "probes_kept.jsonl", data.probes)
     if not data.probes:
         logger.warning("The original model answers none of the general probes: probe retention is not measured.")
-    teacher_accuracy = _teacher_reference_accuracy(base, test_qa, config, domain.case_sensitive)
-    base_scores = score_model(base, base, data, eval_config)
-    return LabInputs(model_path, domain, train_qa, test_qa, rows, stage1, eval_config, data, base, base_scores,
-                     teacher_accuracy)  # fmt: skip
+    inputs.teacher_reference_accuracy = _teacher_reference_accuracy(base, test_qa, config, domain.case_sensitive)
+    inputs.base_scores = score_model(base, base, data, eval_config)
+    write_json_atomic(cache, {"probes": data.probes, "base_scores": inputs.base_scores,
+                              "teacher_reference_accuracy": inputs.teacher_reference_accuracy})  # fmt: skip
+    return inputs
 
 
 def run_one(method: Method, seed: int, inputs: LabInputs, config: LabConfig, out: Path) -> dict:
@@ -123,7 +139,7 @@ def run_one(method: Method, seed: int, inputs: LabInputs, config: LabConfig, out
         trained = train(method, inputs.model_path, inputs.rows[method.data], config, seed,
                         str(out / "runs" / f"{method.name}-seed{seed}"))  # fmt: skip
         model = TransformersBackend(trained.model, trained.tokenizer, options=inputs.eval_config.backend_options())
-        scores = score_model(model, inputs.base, inputs.eval_data, inputs.eval_config)
+        scores = score_model(model, inputs.base_backend(), inputs.eval_data, inputs.eval_config)
         if config.save_models:
             trained.model.save_pretrained(out / "models" / f"{method.name}-seed{seed}")
             trained.tokenizer.save_pretrained(out / "models" / f"{method.name}-seed{seed}")
@@ -184,6 +200,7 @@ def _load_runs(out: Path, config: LabConfig, model_path: str, domain) -> list[di
                              "--output_dir, or delete runs.jsonl there to start over.")  # fmt: skip
         return [json.loads(line) for line in runs_path.read_text().splitlines() if line.strip()]
     runs_path.unlink(missing_ok=True)
+    (out / "base_eval.json").unlink(missing_ok=True)
     write_json_atomic(path, settings)
     return []
 
@@ -191,16 +208,18 @@ def _load_runs(out: Path, config: LabConfig, model_path: str, domain) -> list[di
 def _stage1(config: LabConfig, model_path: str, train_qa: list[dict], out: Path) -> tuple[list[dict], dict]:
     """`raft refine` of the training rows with the original model as rewriter (ŷ for sft_refined and the raft
     methods); rows it could not refine keep their gold answer."""
+    from datasets import Dataset
+
     from ..refine import RefineConfig, refine
 
     write_jsonl(out / "train.jsonl", train_qa)
     fusion = config.fusion_model is not None
     refine_config = RefineConfig(
-        dataset_name=str(out / "train.jsonl"), output_dir=str(out / "refine"), output_format="plain",
-        rewrite_model=model_path, rewrite_max_new_tokens=64, fusion=fusion, fusion_model=config.fusion_model,
-        similarity_threshold=config.similarity_threshold,
+        output_dir=str(out / "refine"), output_format="plain", rewrite_model=model_path, rewrite_max_new_tokens=64,
+        fusion=fusion, fusion_model=config.fusion_model, similarity_threshold=config.similarity_threshold,
     )  # fmt: skip
-    summary = refine(refine_config)
+    columns = ("id", "question", "answer")  # the lab's own settings (lab_config.json) pin which rows these are
+    summary = refine(refine_config, dataset=Dataset.from_list([{k: r[k] for k in columns} for r in train_qa]))
     refined = {}
     for line in (out / "refine" / "refined.jsonl").read_text().splitlines():
         record = json.loads(line)
