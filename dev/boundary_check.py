@@ -35,30 +35,25 @@ def main() -> None:
     from raft_trainer.losses import topk_forward_kl_per_token
 
     seen = collections.defaultdict(list)
-    name = "topk_forward_kl_per_token" if hasattr(trainer_module, "topk_forward_kl_per_token") else "topk_forward_kl"
-    original_kl = getattr(trainer_module, name)
 
-    def watched_kl(student_logits, teacher_logprobs, mask, *, temperature):
-        seen["kl"].append((student_logits.detach(), teacher_logprobs.detach(), mask.detach(), temperature))
-        return original_kl(student_logits, teacher_logprobs, mask, temperature=temperature)
+    def watch(owner, name: str, key: str, keyword_only: bool = False) -> None:
+        """Record what `owner.name` returns (or, for the KL, what it is given) under `seen[key]`."""
+        original = getattr(owner, name)
 
-    setattr(trainer_module, name, watched_kl)
-    original_topk = trainer_module.RAFTTrainer._teacher_topk
+        def watched(*args, **kwargs):
+            result = original(*args, **kwargs)
+            seen[key].append((*args, kwargs["temperature"]) if keyword_only else result)
+            return result
 
-    def watched_topk(self, *a, **k):
-        top = original_topk(self, *a, **k)
-        seen["teacher"].append(top)
-        return top
+        setattr(owner, name, watched)
 
-    trainer_module.RAFTTrainer._teacher_topk = watched_topk
-    original_sample = trainer_module.RAFTTrainer._sample_rollouts
-
-    def watched_sample(self, *a, **k):
-        rollouts = original_sample(self, *a, **k)
-        seen["rollouts"].append(rollouts)
-        return rollouts
-
-    trainer_module.RAFTTrainer._sample_rollouts = watched_sample
+    # the per-token KL function of this version of the package (older versions only had the per-sequence one)
+    kl_name = (
+        "topk_forward_kl_per_token" if hasattr(trainer_module, "topk_forward_kl_per_token") else "topk_forward_kl"
+    )
+    watch(trainer_module, kl_name, "kl", keyword_only=True)
+    watch(trainer_module.RAFTTrainer, "_teacher_topk", "teacher")
+    watch(trainer_module.RAFTTrainer, "_sample_rollouts", "rollouts")
 
     config = RAFTConfig(
         output_dir=tempfile.mkdtemp(), max_steps=1, per_device_train_batch_size=args.batch_size, learning_rate=1e-9,

@@ -42,6 +42,9 @@ def main(script_args, training_args, model_args) -> None:
         print(
             f"RAFT training done: {trainer.state.global_step} steps, last {summary}; model in {training_args.output_dir}"
         )
+    # Tear the process group down before interpreter shutdown: gloo/shm threads still alive at exit abort a rank
+    # ("terminate called without an active exception") after a successful multi-process run.
+    trainer.accelerator.end_training()
 
 
 def make_parser():

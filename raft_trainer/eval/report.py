@@ -72,14 +72,29 @@ def markdown_table(report: dict) -> str:
     )
 
 
-def plot_tradeoff(report: dict, path: str) -> bool:
-    """Domain accuracy (judge accuracy, else F1) against mean general retention, one point per model."""
+def pyplot():
+    """matplotlib's pyplot on the non-interactive Agg backend, or `None` when matplotlib is not installed."""
     try:
         import matplotlib
 
         matplotlib.use("Agg")
         import matplotlib.pyplot as plt
     except ImportError:
+        return None
+    return plt
+
+
+def save_figure(plt, figure, path: str, dpi: int = 120) -> bool:
+    figure.tight_layout()
+    figure.savefig(path, dpi=dpi)
+    plt.close(figure)
+    return True
+
+
+def plot_tradeoff(report: dict, path: str) -> bool:
+    """Domain accuracy (accuracy, judge accuracy, else F1) against mean general retention, one point per model."""
+    plt = pyplot()
+    if plt is None:
         return False
     figure, axes = plt.subplots(figsize=(5, 4))
     for name, entry in report["models"].items():
@@ -91,10 +106,7 @@ def plot_tradeoff(report: dict, path: str) -> bool:
     axes.set_xlabel("general ability retained (mean, base = 1)")
     axes.set_ylabel("domain accuracy")
     axes.grid(alpha=0.3)
-    figure.tight_layout()
-    figure.savefig(path, dpi=120)
-    plt.close(figure)
-    return True
+    return save_figure(plt, figure, path)
 
 
 def write_report(report: dict, output_dir: str, plot: bool = True) -> None:

@@ -7,7 +7,7 @@ import math
 import os
 from statistics import mean, stdev
 
-from ..eval.report import HIGHER_IS_BETTER, LOWER_IS_BETTER, retention
+from ..eval.report import HIGHER_IS_BETTER, LOWER_IS_BETTER, pyplot, retention, save_figure
 
 SUMMARISED = ("domain_accuracy", "general_retention", "probe_retention", "ifeval_retention", "perplexity_retention",
               "perplexity", "probe_accuracy", "ifeval_prompt_accuracy", "ifeval_instruction_accuracy", "drift_kl",
@@ -134,12 +134,8 @@ def markdown(report: dict) -> str:
 
 def plot_tradeoff(report: dict, path: str) -> bool:
     """Domain accuracy against mean general retention, one point per method with its spread over seeds."""
-    try:
-        import matplotlib
-
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
-    except ImportError:
+    plt = pyplot()
+    if plt is None:
         return False
     figure, axes = plt.subplots(figsize=(6.4, 4.8))
     for name, entry in report["methods"].items():
@@ -152,23 +148,14 @@ def plot_tradeoff(report: dict, path: str) -> bool:
     axes.set_ylabel("held-out domain accuracy")
     axes.set_title(f"raft lab: {report['config']['domain']}, {report['config']['seeds']} seed(s), mean ± std")
     axes.grid(alpha=0.3)
-    figure.tight_layout()
-    figure.savefig(path, dpi=120)
-    plt.close(figure)
-    return True
+    return save_figure(plt, figure, path)
 
 
 def plot_curves(runs: list[dict], path: str) -> bool:
     """λ, L_SFT and L_KL per optimizer step for every distilling run (one line per method and seed)."""
     curves = [r for r in runs if any("raft/lambda" in log for log in r.get("log_history", []))]
-    if not curves:
-        return False
-    try:
-        import matplotlib
-
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
-    except ImportError:
+    plt = pyplot()
+    if not curves or plt is None:
         return False
     figure, axes = plt.subplots(1, 3, figsize=(13, 3.8))
     for run in curves:
@@ -183,10 +170,7 @@ def plot_curves(runs: list[dict], path: str) -> bool:
         axis.grid(alpha=0.3)
     axes[0].set_yscale("log")
     axes[-1].legend(fontsize=7)
-    figure.tight_layout()
-    figure.savefig(path, dpi=110)
-    plt.close(figure)
-    return True
+    return save_figure(plt, figure, path, dpi=110)
 
 
 def machine() -> str:
