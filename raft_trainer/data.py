@@ -5,6 +5,7 @@ The teacher's prompt is built from the tokenised rows in `teacher_prompts`.
 
 from __future__ import annotations
 
+import json
 import os
 from importlib import resources
 from typing import Any
@@ -31,8 +32,9 @@ def example_dataset_path() -> str:
 def load_data(name_or_path: str | None, config: str | None = None, split: str = "train"):
     """A split of a dataset name, a local data file (JSONL, JSON, CSV, Parquet) or, when `None`, the bundled example.
 
-    Raises `ValueError` naming the file for a local data file that does not exist, is empty or has no rows (instead
-    of a minute of hub retries or a bare `StopIteration` later).
+    Raises `ValueError` naming the file for a local data file that does not exist, is empty, has no rows or cannot
+    be read — for JSON Lines and JSON with the line number and the offending text (instead of a minute of hub
+    retries, a bare `StopIteration` or `datasets`' "An error occurred while generating the dataset").
     """
     name_or_path = name_or_path or example_dataset_path()
     extension = os.path.splitext(name_or_path)[1].lower()
@@ -41,12 +43,74 @@ def load_data(name_or_path: str | None, config: str | None = None, split: str = 
             raise ValueError(f"No such data file: {name_or_path!r} (a {extension} name is read as a local file).")
         if os.path.getsize(name_or_path) == 0:
             raise ValueError(f"The data file {name_or_path!r} is empty (0 bytes): the dataset has no rows.")
-        dataset = load_dataset(DATA_BUILDERS[extension], data_files={split: name_or_path}, split=split)
+        if extension == ".jsonl":
+            read_jsonl(name_or_path)  # one pass that names the first bad line; `datasets` only says that one failed
+        elif extension == ".json":
+            _read_json(name_or_path)
+        try:
+            dataset = load_dataset(DATA_BUILDERS[extension], data_files={split: name_or_path}, split=split)
+        except Exception as error:  # noqa: BLE001 - datasets wraps every reader failure in DatasetGenerationError
+            cause = error.__cause__ or error
+            raise ValueError(
+                f"Could not read the data file {name_or_path!r}: {type(cause).__name__}: {cause}"
+            ) from error
     else:
         dataset = load_dataset(name_or_path, name=config, split=split)
     if isinstance(dataset, Dataset) and len(dataset) == 0:
         raise ValueError(f"The dataset {name_or_path!r} (split {split!r}) has no rows.")
     return dataset
+
+
+def read_jsonl(path: str) -> list[dict]:
+    """The rows of a JSON Lines file (blank lines skipped); one JSON object per line.
+
+    Raises `ValueError` naming the file, the line number and the offending text (first 80 characters) for a line
+    that is not UTF-8, not JSON (a bad or truncated line) or not an object.
+    """
+    rows = []
+    with open(path, "rb") as f:
+        for number, raw in enumerate(f, start=1):
+            try:
+                line = raw.decode("utf-8")
+            except UnicodeDecodeError as error:
+                raise ValueError(
+                    f"{path}, line {number}: not UTF-8 text ({error.reason} at byte {error.start}); save the file as "
+                    "UTF-8 (UTF-16 files, as some Windows editors write them, are not read)."
+                ) from None
+            line = line.lstrip("\ufeff") if number == 1 else line
+            if not line.strip():
+                continue
+            try:
+                row = json.loads(line)
+            except json.JSONDecodeError as error:
+                raise ValueError(
+                    f"{path}, line {number}: not valid JSON ({error.msg}, column {error.colno}): {_excerpt(line)}"
+                ) from None
+            if not isinstance(row, dict):
+                raise ValueError(
+                    f"{path}, line {number}: expected one JSON object per line, got a {type(row).__name__}: "
+                    f"{_excerpt(line)}"
+                )
+            rows.append(row)
+    return rows
+
+
+def _read_json(path: str):
+    try:
+        with open(path, encoding="utf-8-sig") as f:
+            return json.load(f)
+    except UnicodeDecodeError as error:
+        raise ValueError(f"{path}: not UTF-8 text ({error.reason} at byte {error.start}); save it as UTF-8.") from None
+    except json.JSONDecodeError as error:
+        line = error.doc.splitlines()[error.lineno - 1] if error.doc.splitlines() else ""
+        raise ValueError(
+            f"{path}, line {error.lineno}: not valid JSON ({error.msg}, column {error.colno}): {_excerpt(line)}"
+        ) from None
+
+
+def _excerpt(text: str, limit: int = 80) -> str:
+    text = text.rstrip("\n")
+    return repr(text if len(text) <= limit else text[:limit] + "…")
 
 
 def completion_text(value: Any) -> str:

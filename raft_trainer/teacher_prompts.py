@@ -23,6 +23,8 @@ import re
 from dataclasses import dataclass
 from typing import Any
 
+from .templates import fill_template
+
 REFERENCE_PLACEHOLDER = "{reference}"
 PROMPT_PLACEHOLDER = "{prompt}"
 DEFAULT_TEACHER_TEMPLATE = (
@@ -47,8 +49,9 @@ def validate_teacher_template(template: str) -> None:
 
 
 def render_teacher_text(template: str, *, reference: str, prompt: str) -> str:
-    """Fill the template by plain replacement (braces inside the data are safe)."""
-    return template.replace(REFERENCE_PLACEHOLDER, reference).replace(PROMPT_PLACEHOLDER, prompt)
+    """Fill the template's `{reference}` and `{prompt}` once (`templates.fill_template`: text in the data is never
+    scanned, so a reference containing `{prompt}` stays as written)."""
+    return fill_template(template, reference=reference, prompt=prompt)
 
 
 def is_chat_messages(value: Any) -> bool:

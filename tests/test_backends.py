@@ -81,22 +81,45 @@ def _has_module(name):
     return importlib.util.find_spec(name) is not None
 
 
+GOOD_REPLY = {
+    "choices": [{"message": {"content": "0.9\nmore"}, "finish_reason": "stop"}],
+    "usage": {"completion_tokens": 2},
+}
+# Faults a server can send (`server.script` entries besides HTTP status codes).
+FAULTS = {
+    "non_utf8": b'{"choices": [{"message": {"content": "\xff\xfe"}}]}',
+    "non_json": b"<html>502 Bad Gateway</html>",
+    "empty_object": b"{}",
+    "in_band_error": b'{"error": {"message": "model overloaded", "code": 503}}',
+    "non_string_content": b'{"choices": [{"message": {"content": 5}, "finish_reason": "stop"}]}',
+}
+
+
 class _StubHandler(BaseHTTPRequestHandler):
-    """Answers with the next status in `server.script` (200 = a completion), recording each request."""
+    """Answers with the next entry of `server.script`: an HTTP status (200 = a completion), a body from `FAULTS`,
+    `"truncated"` (fewer bytes than Content-Length, then the connection closes) or `"bad_status_line"`."""
 
     def do_POST(self):  # noqa: N802
         body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
-        self.server.requests.append((self.path, dict(self.headers), body))
-        status = self.server.script.pop(0) if self.server.script else 200
-        reply = {
-            "choices": [{"message": {"content": "0.9\nmore"}, "finish_reason": "stop"}],
-            "usage": {"completion_tokens": 2},
-        }
-        data = json.dumps(reply if status == 200 else {"error": "busy"}).encode()
+        self.server.requests.append((self.path, {k.lower(): v for k, v in self.headers.items()}, body))
+        step = self.server.script.pop(0) if self.server.script else 200
+        if step == "bad_status_line":
+            self.wfile.write(b"HTTP/1.1 OK-ish\r\n\r\n")
+            self.close_connection = True
+            return
+        if step in FAULTS:
+            status, data = 200, FAULTS[step]
+        else:
+            reply = self.server.reply if step in (200, "truncated") else {"error": "busy"}
+            status, data = (200 if step == "truncated" else step), json.dumps(reply).encode()
         self.send_response(status)
         self.send_header("Content-Type", "application/json")
         self.send_header("Content-Length", str(len(data)))
         self.end_headers()
+        if step == "truncated":
+            self.wfile.write(data[: len(data) // 2])
+            self.close_connection = True
+            return
         self.wfile.write(data)
 
     def log_message(self, *args):
@@ -106,7 +129,7 @@ class _StubHandler(BaseHTTPRequestHandler):
 @pytest.fixture
 def stub_server():
     server = ThreadingHTTPServer(("127.0.0.1", 0), _StubHandler)
-    server.requests, server.script = [], []
+    server.requests, server.script, server.reply = [], [], GOOD_REPLY
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
     yield server
@@ -129,7 +152,7 @@ def test_http_retries_transient_errors_and_sends_the_key_from_the_environment(st
     assert reply.text == "0.9" and reply.num_tokens == 2
     assert len(stub_server.requests) == 3
     path, headers, body = stub_server.requests[-1]
-    assert path == "/v1/chat/completions" and headers["Authorization"] == "Bearer sk-secret-123"
+    assert path == "/v1/chat/completions" and headers["authorization"] == "Bearer sk-secret-123"
     assert body["messages"] == [{"role": "user", "content": "Score this"}] and body["max_tokens"] == 4
     assert "sk-secret" not in repr(backend)
 
@@ -155,8 +178,34 @@ def test_http_unreachable_server_is_a_backend_error():
     backend = OpenAICompatibleBackend(
         f"http://127.0.0.1:{port}/v1", "m", BackendOptions(max_retries=1, retry_backoff=0.01)
     )
-    with pytest.raises(BackendError, match="URLError"):
+    with pytest.raises(BackendError, match=r"failed 2 times; last error: APIConnectionError"):
         backend.generate(["x"], SamplingSettings())
+
+
+@pytest.mark.parametrize("fault", ["truncated", "bad_status_line", *FAULTS])
+def test_every_server_fault_is_retried_then_answered(stub_server, fault):
+    stub_server.script = [fault]
+    [reply] = _stub_backend(stub_server).generate(["x"], SamplingSettings(stop=("\n",)))
+    assert reply.text == "0.9" and len(stub_server.requests) == 2
+
+
+@pytest.mark.parametrize(
+    "fault, message",
+    [("non_utf8", "not UTF-8"), ("non_json", "not JSON"), ("empty_object", "has no choices"),
+     ("in_band_error", "error object: .*model overloaded"), ("non_string_content", "content is not text"),
+     ("truncated", "APIConnectionError"), ("bad_status_line", "APIConnectionError")],
+)  # fmt: skip
+def test_a_fault_that_persists_is_one_backend_error_naming_it(stub_server, fault, message):
+    stub_server.script = [fault] * 3
+    with pytest.raises(BackendError, match=f"failed 3 times; last error: .*{message}"):
+        _stub_backend(stub_server).generate(["x"], SamplingSettings())
+    assert len(stub_server.requests) == 3
+
+
+def test_optional_reply_fields_may_be_missing_or_malformed(stub_server):
+    stub_server.reply = {"choices": [{"message": {"content": [{"type": "text", "text": "0.7"}]}}], "usage": [2]}
+    [reply] = _stub_backend(stub_server).generate(["x"], SamplingSettings())
+    assert (reply.text, reply.num_tokens, reply.finish_reason) == ("0.7", 0, None)
 
 
 def test_openai_backend_against_a_real_transformers_serve(served_model, local_backend):

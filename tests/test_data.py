@@ -83,3 +83,49 @@ def test_empty_and_missing_data_files_are_named(tmp_path):
         load_data(str(tmp_path / "my_qa.jsonl"))
     with pytest.raises(ValueError, match="The train dataset has no rows"):
         normalize_dataset(Dataset.from_dict({"prompt": [], "completion": []}))
+
+
+GOOD_ROW = '{"prompt": "Q?", "completion": "A."}\n'
+
+
+@pytest.mark.parametrize(
+    "name, content, message",
+    [
+        ("bad_line.jsonl", GOOD_ROW + '{"prompt": "Q?" "completion": "A."}\n' + GOOD_ROW,
+         r"bad_line\.jsonl, line 2: not valid JSON \(Expecting ',' delimiter, column 17\): '\{\"prompt\""),
+        ("truncated.jsonl", GOOD_ROW * 2 + '{"prompt": "Q?", "compl',
+         r"truncated\.jsonl, line 3: not valid JSON \(Unterminated string"),
+        ("utf16.jsonl", (GOOD_ROW * 2).encode("utf-16"), r"utf16\.jsonl, line 1: not UTF-8 text"),
+        ("list_line.jsonl", GOOD_ROW + '["Q?", "A."]\n', r"list_line\.jsonl, line 2: expected one JSON object per line, got a list"),
+        ("broken.json", '[{"prompt": "Q?",\n "completion": "A."},\n {"prompt": }]', r"broken\.json, line 3: not valid JSON"),
+        ("bad.csv", b"prompt,completion\n\"Q?\",\"A.\n", r"Could not read the data file '.*bad\.csv'"),
+    ],
+)  # fmt: skip
+def test_malformed_data_files_name_the_file_line_and_text(tmp_path, name, content, message):
+    from raft_trainer.data import load_data
+
+    path = tmp_path / name
+    path.write_bytes(content if isinstance(content, bytes) else content.encode("utf-8"))
+    with pytest.raises(ValueError, match=message):
+        load_data(str(path))
+
+
+def test_a_utf8_byte_order_mark_is_read(tmp_path):
+    from raft_trainer.data import load_data, read_jsonl
+
+    path = tmp_path / "bom.jsonl"
+    path.write_bytes(("\ufeff" + GOOD_ROW * 2).encode("utf-8"))
+    assert read_jsonl(str(path)) == [{"prompt": "Q?", "completion": "A."}] * 2
+    assert len(load_data(str(path))) == 2
+
+
+def test_the_cli_prints_one_line_for_bad_data(tmp_path):
+    import subprocess
+    import sys
+
+    bad = tmp_path / "bad.jsonl"
+    bad.write_text(GOOD_ROW + "{not json}\n")
+    out = subprocess.run([sys.executable, "-m", "raft_trainer.cli.main", "train", "--dataset_name", str(bad),
+                          "--output_dir", str(tmp_path / "out")], capture_output=True, text=True, timeout=300)  # fmt: skip
+    assert out.returncode == 1 and "Traceback" not in out.stderr
+    assert f"raft train: error: {bad}, line 2: not valid JSON" in out.stderr

@@ -208,3 +208,61 @@ def test_domain_accuracy_counts_the_answer_or_an_alias_as_a_whole_word(tmp_path)
         config = EvalConfig(domain_dataset=str(path), output_format="plain", case_sensitive=case_sensitive)
         scores = domain_scores(model, EvalData.load(config), [], config)
         assert scores["domain_accuracy"] == pytest.approx(expected)  # "Austenite" is not "Austen"
+
+
+def test_eval_inputs_and_names_are_checked_before_any_model_loads(tmp_path):
+    from raft_trainer.backends import BackendPool
+    from raft_trainer.eval.runner import EvalData
+
+    class NoModels(BackendPool):
+        def get(self, spec):
+            raise AssertionError(f"a model ({spec}) was loaded before the inputs were checked")
+
+    domain = tmp_path / "qa.jsonl"
+    domain.write_text(json.dumps({"question": "Q?", "answer": "A."}) + "\n")
+    common = dict(domain_dataset=str(domain), output_dir=str(tmp_path / "out"), models=["sft=a", "raft=b"])
+    with pytest.raises(ValueError, match=r"--baseline 'stf' is not among the models \['base', 'sft', 'raft'\]"):
+        evaluate(EvalConfig(**common, baseline="stf"), backends=NoModels())
+    probes = tmp_path / "probes.jsonl"
+    probes.write_text(json.dumps({"question": "Q?", "answer": "A"}) + "\n" + json.dumps({"question": "Q2?"}) + "\n")
+    with pytest.raises(ValueError, match=r"probes\.jsonl, row 2: a probe needs non-empty 'question' and 'answer'"):
+        evaluate(EvalConfig(**common, probes_file=str(probes)), backends=NoModels())
+    (tmp_path / "empty.txt").write_text("\n\n")
+    with pytest.raises(ValueError, match=r"empty\.txt' has no paragraphs"):
+        evaluate(EvalConfig(**common, general_text_file=str(tmp_path / "empty.txt")), backends=NoModels())
+    # A domain-only run reads neither the probes nor the general text.
+    data = EvalData.load(EvalConfig(**common, metrics=["domain"], probes_file=str(probes),
+                                    general_text_file=str(tmp_path / "empty.txt")))  # fmt: skip
+    assert len(data.domain_rows) == 1 and data.probes == [] and data.general_text == []
+
+
+def test_the_report_is_written_as_each_model_finishes(tmp_path):
+    from raft_trainer.backends import BackendError, BackendPool
+
+    domain = tmp_path / "qa.jsonl"
+    domain.write_text(json.dumps({"question": "Capital of Kenya?", "answer": "Nairobi"}) + "\n")
+    backends = BackendPool(base=ScriptedBackend("base", lambda p: "Nairobi"),
+                           sft=ScriptedBackend("sft", lambda p: "Nairobi", fail_from_call=1))  # fmt: skip
+    config = EvalConfig(base_model="base", models=["sft=sft"], metrics=["domain"], domain_dataset=str(domain),
+                        output_format="plain", output_dir=str(tmp_path / "out"), plot=False)  # fmt: skip
+    with pytest.raises(BackendError):
+        evaluate(config, backends=backends)
+    saved = json.loads((tmp_path / "out" / "eval_results.json").read_text())
+    assert saved["complete"] is False and list(saved["models"]) == ["base"]
+    assert saved["models"]["base"]["scores"]["domain_accuracy"] == 1.0
+
+
+@pytest.mark.parametrize(
+    "row, problem",
+    [({"prompt": "Write.", "instruction_id_list": "length_constraints:number_words"}, "not a list of strings"),
+     ({"prompt": "Write.", "instruction_id_list": ["a", "b"], "kwargs": [{}]}, "one object per instruction"),
+     ({"instruction_id_list": []}, "no 'prompt' string")],
+)  # fmt: skip
+def test_malformed_ifeval_rows_are_named_before_scoring(tmp_path, row, problem):
+    from raft_trainer.eval.runner import EvalData
+
+    path = tmp_path / "ifeval.jsonl"
+    good = {"prompt": "Say hi.", "instruction_id_list": ["change_case:english_lowercase"], "kwargs": [None]}
+    path.write_text(json.dumps(good) + "\n" + json.dumps(row) + "\n")
+    with pytest.raises(ValueError, match=f"ifeval.jsonl, row 2: .*{problem}"):
+        EvalData.load(EvalConfig(metrics=["ifeval"], ifeval_dataset=str(path)))

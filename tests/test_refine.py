@@ -63,10 +63,47 @@ def read_jsonl(path):
     return [json.loads(line) for line in open(path)]
 
 
-def test_judge_scores_parse_or_are_none():
-    assert parse_judge_score(" 0.25 \n") == 0.25
-    assert parse_judge_score("I would say 9/10.") == 0.9
-    assert parse_judge_score("") is None and parse_judge_score("1.5") is None and parse_judge_score("-0.2") is None
+@pytest.mark.parametrize(
+    "reply, score",
+    [
+        (" 0.25 \n", 0.25), ("I would say 9/10.", 0.9), ("80%", 0.8), ('{"score": 0.75}', 0.75),
+        ("Score (0 to 1): 0.8", 0.8),  # the prompt's own cue echoed back: its "0" is not the score
+        ("Score: 0.2. On reflection, the final score is 0.9", 0.9),  # the last score statement counts
+        ("<think>Is 0.1 fair? The candidate is right.</think>\nScore: 0.9", 0.9),  # reasoning removed
+        ("<think>still thinking about 0.3", None),  # an unclosed reasoning block holds no answer
+        ("1. It is correct.\n2. It is complete.", None),  # a numbered list is not a score
+        ("On a 0 to 1 scale, 0.8", None),  # several numbers, no score statement: ambiguous
+        ("", None), ("great", None), ("1.5", None), ("-0.2", None), ("Score: 7", None),  # out of range: rejected
+        ('{"score": true}', None), ('{"verdict": "good"}', None),
+    ],
+)  # fmt: skip
+def test_judge_replies_are_read_by_one_documented_rule(reply, score):
+    assert parse_judge_score(reply) == score
+
+
+def test_an_echoed_score_cue_stops_fusion_at_the_stop_score(tmp_path, minilm):
+    """End to end: a judge that repeats the prompt's cue "Score (0 to 1): 0.9" is read as 0.9, so fusion stops."""
+    backends = pool(judges=(lambda p: "Score (0 to 1): 0.9",))
+    refine(config(tmp_path, fusion_rounds=3), qa_dataset(QA[:1]), backends=backends, semantic_filter=minilm)
+    [row] = read_jsonl(tmp_path / "refined" / "refined.jsonl")
+    assert row["provenance"]["best_score"] == 0.9 and row["provenance"]["fusion_rounds"] == 1
+
+
+@pytest.mark.parametrize("retries, recorded", [(1, [0.9]), (0, [None])])
+def test_an_unreadable_judge_reply_is_asked_again(tmp_path, minilm, retries, recorded):
+    replies = iter(["Hmm, let me think about it.", "0.9"])
+    backends = pool(judges=(lambda p: next(replies),))
+    refine(config(tmp_path, judge_retries=retries, fusion_rounds=1), qa_dataset(QA[:1]), backends=backends,
+           semantic_filter=minilm)  # fmt: skip
+    [row] = read_jsonl(tmp_path / "refined" / "refined.jsonl")
+    assert row["provenance"]["candidates"][0]["scores"] == recorded
+    calls = backends.get("judge0").calls
+    assert len(calls) == 1 + retries
+    if retries:  # the retry samples (a greedy judge would repeat itself) with its own seed
+        first, again = calls[0][1], calls[1][1]
+        assert first.temperature == 0.0 and again.temperature == 0.7 and again.seed != first.seed
+    with pytest.raises(ValueError, match="judge_retries"):
+        config(tmp_path, judge_retries=-1)
 
 
 def test_real_minilm_separates_paraphrases_from_unrelated_text(minilm):
@@ -121,8 +158,9 @@ def test_bad_rows_are_skipped_with_their_reason(tmp_path):
         ("ok", "duplicate id"),
         ("long", "too long"),
     ]
-    numbers = Dataset.from_dict({"question": ["Q?"], "answer": [[1, 2]]})
-    assert read_rows(numbers, RefineConfig(output_dir=str(tmp_path)))[1][0]["reason"] == "non-text answer (list)"
+    numbers = Dataset.from_dict({"question": ["Q?", "Q2?"], "answer": [[1, 2], [3]]})
+    with pytest.raises(ValueError, match=r"all 2 rows were skipped \(first: row 0, non-text answer \(list\)\)"):
+        read_rows(numbers, RefineConfig(output_dir=str(tmp_path)))
 
 
 def test_refine_writes_training_rows_with_provenance_and_a_summary(tmp_path, minilm):
@@ -150,7 +188,8 @@ def test_refine_writes_training_rows_with_provenance_and_a_summary(tmp_path, min
     saved = json.loads((out / "summary.json").read_text())
     assert saved["rows_refined"] == 5 and saved["acceptance_rate"] == 1.0 and saved["judge_scores"]["unparseable"] == 5
     assert saved["fusion_rounds"] == {"1": 5} and summary["stopped_early"] == 5
-    assert saved["tokens_generated"] == {"rewrite": 15, "fusion": 15, "judge": 45}
+    # 5 rows × 3 judges × 3 tokens, plus the unreadable judge asked once more per row (judge_retries=1)
+    assert saved["tokens_generated"] == {"rewrite": 15, "fusion": 15, "judge": 60}
     assert json.loads((out / "run_config.json").read_text())["outcome"]["similarity_threshold"] == 0.8
 
 
@@ -315,3 +354,41 @@ def test_shipped_refine_configs_parse(recipe):
     assert isinstance(config, RefineConfig) and config.output_dir.startswith("runs/")
     if "served" in recipe.name:
         assert config.stop_sequences == [] and len(config.judge_models) == 2 and "@http" in config.fusion_model
+
+
+def test_placeholders_inside_questions_and_answers_are_never_filled(tmp_path, minilm):
+    rows = [("What does {answer} stand for in the template?", "It stands for the {question} slot's reply.")]
+    backends = pool()
+    refine(config(tmp_path), qa_dataset(rows), backends=backends, semantic_filter=minilm)
+    [rewrite_prompt] = backends.get("rewriter").calls[0][0]
+    assert "Question: What does {answer} stand for in the template?" in rewrite_prompt
+    assert rewrite_prompt.count(rows[0][1]) == 1  # the gold answer once, where the template puts it
+
+
+def test_a_second_run_on_one_folder_is_refused_and_a_doubled_store_is_not_resumed(tmp_path, minilm):
+    from raft_trainer.refine.store import OutputLockedError, output_lock
+
+    out = tmp_path / "refined"
+    out.mkdir()
+    with output_lock(out):  # another run holds the folder
+        with pytest.raises(OutputLockedError, match=f"another run holds {out}"):
+            refine(config(tmp_path), qa_dataset(QA[:2]), backends=pool(), semantic_filter=minilm)
+    assert not (out / "refined.jsonl").exists()
+    refine(config(tmp_path), qa_dataset(QA[:2]), backends=pool(), semantic_filter=minilm)  # the lock was released
+    store = out / "refined.jsonl"
+    store.write_text(store.read_text() * 2)  # what two unlocked runs used to leave
+    with pytest.raises(ValueError, match=r"holds 2 row id\(s\) more than once \(first: 'q0'\).*--overwrite"):
+        refine(config(tmp_path), qa_dataset(QA[:2]), backends=pool(), semantic_filter=minilm)
+    refine(config(tmp_path, overwrite=True), qa_dataset(QA[:2]), backends=pool(), semantic_filter=minilm)
+    assert [r["id"] for r in read_jsonl(store)] == ["q0", "q1"]
+
+
+def test_no_usable_rows_is_one_clear_error(tmp_path):
+    from datasets import Dataset
+
+    empty = Dataset.from_dict({"question": [], "answer": []})
+    with pytest.raises(ValueError, match=r"No usable question/answer rows .*: the dataset has no rows"):
+        refine(config(tmp_path), empty, backends=pool())
+    blank = Dataset.from_dict({"question": ["", "Q?"], "answer": ["A.", " "]})
+    with pytest.raises(ValueError, match=r"all 2 rows were skipped \(first: row 0, empty question\)"):
+        refine(config(tmp_path), blank, backends=pool())

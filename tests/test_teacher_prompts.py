@@ -227,3 +227,17 @@ def test_teacher_template_validation():
         validate_teacher_template("{reference} {prompt} {answer}")
     with pytest.raises(ValueError, match=r"repeated: \['prompt'\]"):
         validate_teacher_template("{reference} {prompt} {prompt}")
+
+
+@pytest.mark.parametrize("chat", [False, True])
+def test_placeholders_inside_the_data_are_never_filled(chat):
+    """A reference that contains `{prompt}` (or a question that contains `{reference}`) stays as written."""
+    tokenizer = build_subword_tokenizer("byte_level", GEMMA_LIKE_CHAT_TEMPLATE if chat else None)
+    question, reference = "Which {reference} field holds it?", "The {prompt} field holds it."
+    if chat:
+        prompt = [{"role": "user", "content": question}]
+        student = tokenizer.apply_chat_template(prompt, add_generation_prompt=True, tokenize=True, return_dict=False)
+    else:
+        prompt, student = question, tokenizer(question)["input_ids"]
+    text = tokenizer.decode(build_teacher_prompt(tokenizer, student, prompt, reference).ids)
+    assert text.count("The {prompt} field holds it.") == 1 and text.count("Which {reference} field holds it?") == 1

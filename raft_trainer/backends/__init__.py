@@ -101,9 +101,11 @@ class BackendOptions:
             is read from there only and never logged).
         max_concurrency (`int`, defaults to `8`): HTTP: requests in flight at once.
         timeout (`float`, defaults to `120`): HTTP: seconds per request.
-        max_retries (`int`, defaults to `4`): HTTP: retries of a failed request (connection errors, 408, 429, 5xx),
-            with exponential backoff from `retry_backoff` seconds.
-        retry_backoff (`float`, defaults to `1.0`): HTTP: first backoff in seconds (doubled each retry).
+        max_retries (`int`, defaults to `4`): HTTP: retries of a failed request — connection errors, timeouts, a cut
+            reply, 408/409/429/5xx (by the `openai` client, exponential backoff with jitter, `Retry-After` honoured)
+            and a 200 without a usable completion (`backends.http`: the classification).
+        retry_backoff (`float`, defaults to `1.0`): HTTP: first backoff in seconds (doubled each retry) after a 200
+            without a usable completion.
         api (`str`, defaults to `"chat"`): HTTP: `chat` (`/chat/completions`) or `completions` (`/completions`, plain
             text prompts, for base models served without a chat template).
     """

@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+import os
 import sys
 
+from ..backends import BackendError
+from ..refine.store import OutputLockedError
 from . import eval as evaluate
 from . import lab, refine, train
 
+USER_ERRORS = (ValueError, FileNotFoundError, BackendError, OutputLockedError)
 COMMANDS = {"eval": evaluate, "lab": lab, "refine": refine, "train": train}
 USAGE = (
     "usage: raft <command> [--config FILE.yaml] [<args>]\n\ncommands:\n"
@@ -27,7 +31,13 @@ def main(argv: list[str] | None = None) -> None:
         print(f"raft: unknown command {argv[0]!r}\n\n{USAGE}", file=sys.stderr)
         raise SystemExit(2)
     parsed = command.make_parser().parse_args_and_config(args=argv[1:])
-    command.main(*parsed)
+    try:
+        command.main(*parsed)
+    except USER_ERRORS as error:  # bad input, a busy folder, a server that kept failing: one line, no traceback
+        if os.environ.get("RAFT_TRACEBACK"):
+            raise
+        print(f"raft {argv[0]}: error: {error}\n(set RAFT_TRACEBACK=1 to see where it was raised)", file=sys.stderr)
+        raise SystemExit(1) from None
 
 
 if __name__ == "__main__":

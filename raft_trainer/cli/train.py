@@ -16,6 +16,7 @@ def main(script_args, training_args, model_args) -> None:
     from raft_trainer import RAFTTrainer
     from raft_trainer.data import load_data
 
+    dataset = load_data(script_args.dataset_name, script_args.dataset_config, script_args.dataset_train_split)
     model = model_args.model_name_or_path
     if model is None:
         from raft_trainer.default_model import default_model_path
@@ -26,7 +27,6 @@ def main(script_args, training_args, model_args) -> None:
         "attn_implementation": model_args.attn_implementation, "dtype": model_args.dtype,
         **(training_args.model_init_kwargs or {}),
     }  # fmt: skip
-    dataset = load_data(script_args.dataset_name, script_args.dataset_config, script_args.dataset_train_split)
     trainer = RAFTTrainer(
         model, args=training_args, train_dataset=dataset,
         peft_config=get_peft_config(model_args), quantization_config=get_quantization_config(model_args),

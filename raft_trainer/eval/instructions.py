@@ -99,7 +99,7 @@ def score_instructions(responses: list[str], examples: list[dict]) -> dict:
     prompt_hits, instruction_hits, unsupported, scored_prompts = [], [], 0, 0
     for response, example in zip(responses, examples):
         kwargs_list = example.get("kwargs") or [{}] * len(example["instruction_id_list"])
-        results = [follows(response, i, k) for i, k in zip(example["instruction_id_list"], kwargs_list)]
+        results = [follows(response, i, k or {}) for i, k in zip(example["instruction_id_list"], kwargs_list)]
         unsupported += sum(r is None for r in results)
         results = [r for r in results if r is not None]
         if results:

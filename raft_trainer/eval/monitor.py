@@ -11,8 +11,9 @@ from trl.models.utils import unwrap_model_for_generation
 
 from ..backends import SamplingSettings
 from ..backends.local import TransformersBackend
+from ..data import read_jsonl
 from .likelihood import drift_kl, eval_mode, padding_side
-from .probes import bundled, probe_correct, probe_prompt, read_jsonl, read_paragraphs
+from .probes import bundled, probe_correct, probe_prompt, read_paragraphs
 
 logger = logging.getLogger(__name__)
 

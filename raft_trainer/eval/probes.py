@@ -3,7 +3,6 @@ base model answers; plus the bundled evaluation files and how to read them."""
 
 from __future__ import annotations
 
-import json
 from importlib import resources
 from pathlib import Path
 
@@ -20,11 +19,6 @@ FEW_SHOT = (
 def bundled(name: str) -> str:
     """Path of a file shipped in `raft_trainer/eval/data/`."""
     return str(resources.files("raft_trainer.eval") / "data" / name)
-
-
-def read_jsonl(path: str) -> list[dict]:
-    with open(path, encoding="utf-8") as f:
-        return [json.loads(line) for line in f if line.strip()]
 
 
 def read_paragraphs(path: str) -> list[str]:

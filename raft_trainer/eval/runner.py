@@ -10,12 +10,13 @@ from statistics import mean
 
 from ..backends import BackendPool, GenerationBackend, SamplingSettings
 from ..backends.local import TransformersBackend
+from ..data import read_jsonl
 from ..refine.prompts import load_prompt
 from .config import EvalConfig
 from .domain import contains_answer, exact_match, majority_vote, parse_verdict, token_f1
 from .instructions import score_instructions
 from .likelihood import drift_kl, eval_mode, perplexity
-from .probes import bundled, probe_correct, probe_prompt, read_jsonl, read_paragraphs
+from .probes import bundled, probe_correct, probe_prompt, read_paragraphs
 
 logger = logging.getLogger(__name__)
 
@@ -35,20 +36,60 @@ class EvalData:
         from ..refine.inputs import read_rows
 
         limit = config.limit
-        rows, skipped = read_rows(
-            load_data(config.domain_dataset, config.dataset_config, config.dataset_split), config
-        )
+        rows, skipped = [], []
+        if "domain" in config.metrics:
+            dataset = load_data(config.domain_dataset, config.dataset_config, config.dataset_split)
+            rows, skipped = read_rows(dataset, config)
         if skipped:
             logger.warning("domain set: %d rows skipped (%s)", len(skipped), skipped[0]["reason"])
-        ifeval_source = config.ifeval_dataset or bundled("ifeval_prompts.jsonl")
-        ifeval = (
-            read_jsonl(ifeval_source)
-            if os.path.isfile(ifeval_source)
-            else list(load_data(ifeval_source, split="train"))
-        )
-        probes = read_jsonl(config.probes_file or bundled("general_probes.jsonl"))
-        text = read_paragraphs(config.general_text_file or bundled("general_text.txt"))
+        ifeval, probes, text = [], [], []
+        if "ifeval" in config.metrics:
+            source = config.ifeval_dataset or bundled("ifeval_prompts.jsonl")
+            ifeval = read_jsonl(source) if os.path.isfile(source) else list(load_data(source, split="train"))
+            check_ifeval_rows(ifeval, source)
+        if "probes" in config.metrics:
+            probes = read_probes(config.probes_file or bundled("general_probes.jsonl"))
+        if {"perplexity", "drift"} & set(config.metrics):
+            text_file = config.general_text_file or bundled("general_text.txt")
+            text = read_paragraphs(text_file)
+            if not text:
+                raise ValueError(f"The general text file {text_file!r} has no paragraphs: perplexity and drift need "
+                                 "text (blank-line-separated paragraphs), or leave them out of --metrics.")  # fmt: skip
         return cls(rows, ifeval[:limit], probes[:limit], text[:limit])  # read_rows applied the limit
+
+
+def check_ifeval_rows(rows: list[dict], source: str) -> None:
+    """Raise `ValueError` naming `source` and the row unless every row has a `prompt` string, an
+    `instruction_id_list` of strings and, when present, `kwargs`: one dict (or null) per instruction."""
+    for number, row in enumerate(rows, start=1):
+        ids, kwargs = row.get("instruction_id_list"), row.get("kwargs")
+        problem = (
+            "no 'prompt' string" if not isinstance(row.get("prompt"), str) or not row["prompt"].strip()
+            else "'instruction_id_list' is not a list of strings" if not (isinstance(ids, list) and all(isinstance(i, str) for i in ids))
+            else "'kwargs' is not a list of one object per instruction" if kwargs is not None and not (
+                isinstance(kwargs, list) and len(kwargs) == len(ids) and all(k is None or isinstance(k, dict) for k in kwargs))
+            else None
+        )  # fmt: skip
+        if problem:
+            raise ValueError(f"{source}, row {number}: {problem} (IFEval format); got keys {sorted(row)}.")
+    if not rows:
+        raise ValueError(f"The IFEval source {source!r} has no rows.")
+
+
+def read_probes(path: str) -> list[dict]:
+    """Probes from a JSONL file: `question` and `answer` (non-empty strings), optional `aliases` (list of strings)
+    and `category`. Raises `ValueError` naming the file and line of the first row that lacks one."""
+    probes = read_jsonl(path)
+    for number, probe in enumerate(probes, start=1):
+        aliases = probe.get("aliases", [])
+        if not all(isinstance(probe.get(k), str) and probe[k].strip() for k in ("question", "answer")):
+            raise ValueError(f"{path}, row {number}: a probe needs non-empty 'question' and 'answer' strings; "
+                             f"got keys {sorted(probe)}.")  # fmt: skip
+        if not (isinstance(aliases, list) and all(isinstance(a, str) for a in aliases)):
+            raise ValueError(f"{path}, row {number}: 'aliases' must be a list of strings, got {aliases!r}.")
+    if not probes:
+        raise ValueError(f"The probes file {path!r} has no rows.")
+    return probes
 
 
 def domain_scores(
@@ -157,10 +198,14 @@ def evaluate(config: EvalConfig, *, backends: BackendPool | None = None) -> dict
     from ..default_model import default_model_path
     from .report import add_relative_scores, write_report
 
+    named = parse_model_list(config.models)  # names and inputs are checked before any model loads
+    baseline = config.baseline or "base"
+    if baseline != "base" and baseline not in named:
+        raise ValueError(f"--baseline {baseline!r} is not among the models {['base', *named]}.")
     backends = backends or BackendPool(config.backend_options())
     data = EvalData.load(config)
     judges = [backends.get(spec) for spec in config.judge_models] if "domain" in config.metrics else []
-    specs = {"base": config.base_model or default_model_path(), **parse_model_list(config.models)}
+    specs = {"base": config.base_model or default_model_path(), **named}
     base = backends.get(specs["base"])
     results = {}
     for name, spec in tqdm(specs.items(), desc="raft eval", unit="model"):
@@ -168,9 +213,10 @@ def evaluate(config: EvalConfig, *, backends: BackendPool | None = None) -> dict
         model = base if name == "base" else backends.get(spec)
         scores = score_model(model, base, data, config, judges)
         results[name] = {"path": spec, "scores": scores, "seconds": round(time.perf_counter() - start, 2)}
-    report = add_relative_scores(results, baseline=config.baseline or "base")
-    report["sizes"] = {"domain": len(data.domain_rows), "ifeval": len(data.ifeval), "probes": len(data.probes),
-                       "general_paragraphs": len(data.general_text)}  # fmt: skip
-    report["judges"] = [j.name for j in judges]
-    write_report(report, config.output_dir, plot=config.plot)
+        report = add_relative_scores(results, baseline=baseline if baseline in results else "base")
+        report["complete"] = len(results) == len(specs)  # the report is rewritten as each model finishes
+        report["sizes"] = {"domain": len(data.domain_rows), "ifeval": len(data.ifeval), "probes": len(data.probes),
+                           "general_paragraphs": len(data.general_text)}  # fmt: skip
+        report["judges"] = [j.name for j in judges]
+        write_report(report, config.output_dir, plot=config.plot and report["complete"])
     return report

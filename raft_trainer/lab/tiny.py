@@ -15,7 +15,8 @@ def build_tiny_model(path: str | Path, seed: int = 0) -> str:
     from tokenizers import Tokenizer, decoders, models, pre_tokenizers, processors, trainers
     from transformers import LlamaConfig, LlamaForCausalLM, PreTrainedTokenizerFast
 
-    from ..eval.probes import bundled, read_jsonl
+    from ..data import read_jsonl
+    from ..eval.probes import bundled
     from .domains import GENERAL_PROBES, SHIPPED
 
     texts = [r["question"] + " " + r["answer"] for d in SHIPPED.values() for f in (d.train_file, d.test_file)

@@ -91,6 +91,10 @@ class RefineConfig(BackendArguments, QADataArguments):
     judge_prompt_file: str | None = _help("Judge prompt template file (default: bundled judge.txt).", default=None)
     judge_max_new_tokens: int = _help("Token cap of a judge reply.", default=16)
     judge_stop_score: float = _help("Stop fusing once a candidate's mean judge score reaches this.", default=0.8)
+    judge_retries: int = _help(
+        "Ask a judge again (sampling at temperature 0.7) when its reply states no readable score, up to this many "
+        "times; replies still unreadable are recorded and left out of the mean.", default=1,
+    )  # fmt: skip
     stop_sequences: list[str] = _help(
         "Generated text is cut before the first of these (base models keep writing otherwise); judges also stop at a "
         "newline. Empty: rely on EOS (chat models).",
@@ -103,6 +107,8 @@ class RefineConfig(BackendArguments, QADataArguments):
             raise ValueError(f"similarity_threshold (τ) must be in [0, 1], got {self.similarity_threshold}.")
         if self.fusion_rounds < 1 or self.batch_size < 1:
             raise ValueError("fusion_rounds and batch_size must be at least 1.")
+        if self.judge_retries < 0:
+            raise ValueError(f"judge_retries must be 0 or more, got {self.judge_retries}.")
         if isinstance(self.judge_models, str):
             self.judge_models = [self.judge_models]
         self.stop_sequences = decode_escapes(self.stop_sequences)

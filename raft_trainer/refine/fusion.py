@@ -5,39 +5,61 @@ from __future__ import annotations
 
 import json
 import re
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from statistics import mean
 
 from ..backends import GenerationBackend, SamplingSettings
 from .prompts import PromptTemplate
 
+RETRY_TEMPERATURE = 0.7  # sampling temperature of a judge asked again after an unreadable reply
 _NUMBER = r"[-+]?(?:\d+(?:\.\d*)?|\.\d+)"
+_SCALED = rf"({_NUMBER})\s*(?:/\s*(10|100)\b|(%))?"
+_SCORE_STATEMENT = re.compile(rf"\bscore\b\s*(?:\([^)]*\))?\s*(?:is|[:=])\s*{_SCALED}", re.IGNORECASE)
+_ANY_NUMBER = re.compile(_SCALED)
+_REASONING = re.compile(r"<(think|thinking|reasoning)>.*?(?:</\1>|$)", re.IGNORECASE | re.DOTALL)
 
 
 def parse_judge_score(text: str) -> float | None:
-    """A 0–1 score from a judge's reply, or `None` when none can be read (recorded, never raised).
+    """A 0–1 score from a judge's reply, or `None` when the reply does not state one (recorded, never raised).
 
-    Accepts a bare number, `{"score": x}`, `Score: x`, `x/10`, `x/100` and `x%`; the first number found counts.
+    The rule, in order (docs/refinement.md, "Judge replies"):
+    1. reasoning blocks (`<think>…</think>`, also `<thinking>`/`<reasoning>`, or an unclosed one) are removed;
+    2. a JSON object `{"score": x}` gives x;
+    3. else the **last** score statement counts: `Score: x`, `score = x`, `Score (0 to 1): x`, `final score is x`;
+    4. else a reply holding exactly one number gives that number (`"0.9"`, `"I would say 9/10."`);
+    5. anything else (no number, or several numbers and no score statement, e.g. a numbered list) is unreadable.
+    `x/10`, `x/100` and `x%` are rescaled; a value outside [0, 1] is unreadable, not clipped.
 
     ```python
-    >>> [parse_judge_score(t) for t in ["0.9", '{"score": 0.75}', "Score: 8/10", "80%", "1", "great!", "7"]]
-    [0.9, 0.75, 0.8, 0.8, 1.0, None, None]
+    >>> [parse_judge_score(t) for t in ["0.9", '{"score": 0.75}', "Score: 8/10", "80%", "great!", "7"]]
+    [0.9, 0.75, 0.8, 0.8, None, None]
+    >>> [parse_judge_score(t) for t in ["Score (0 to 1): 0.8", "1. correct\\n2. complete", "<think>0.1?</think> 0.9"]]
+    [0.8, None, 0.9]
 
     ```
     """
-    text = text.strip()
+    text = _REASONING.sub(" ", text).strip()
     try:
         value = json.loads(text)
-        if isinstance(value, dict) and isinstance(value.get("score"), (int, float)):
-            text = str(value["score"])
     except ValueError:
-        pass
-    match = re.search(rf"({_NUMBER})\s*(/\s*(10|100)\b|%)?", text)
-    if match is None:
-        return None
-    number = float(match.group(1))
-    scale = {"10": 10.0, "100": 100.0}.get(match.group(3) or "", 100.0 if match.group(2) == "%" else 1.0)
-    score = number / scale
+        value = None
+    if isinstance(value, dict):
+        score = value.get("score")
+        return (
+            _in_range(float(score), "", "")
+            if isinstance(score, (int, float)) and not isinstance(score, bool)
+            else None
+        )
+    statements = list(_SCORE_STATEMENT.finditer(text))
+    if statements:
+        return _in_range(*statements[-1].groups())
+    numbers = list(_ANY_NUMBER.finditer(text))
+    return _in_range(*numbers[0].groups()) if len(numbers) == 1 else None
+
+
+def _in_range(number, per: str | None, percent: str | None) -> float | None:
+    scale = {"10": 10.0, "100": 100.0}.get(per or "", 100.0 if percent else 1.0)
+    score = float(number) / scale
     return score if 0.0 <= score <= 1.0 else None
 
 
@@ -82,6 +104,7 @@ class FusionStep:
     judge_settings: SamplingSettings
     rounds: int = 3
     stop_score: float = 0.8
+    judge_retries: int = 1
 
     def __call__(self, questions: list[str], golds: list[str], rewrites: list[str], seed: int) -> list[FusionResult]:
         """Fuse each (question, gold, rewrite) triple; rows that reached the stop score drop out of later rounds."""
@@ -99,7 +122,7 @@ class FusionStep:
                 self.judge_prompt.render(question=questions[i], answer=golds[i], candidate=g.text)
                 for i, g in zip(active, fused)
             ]
-            verdicts = [judge.generate(judge_prompts, self.judge_settings) for judge in self.judges]
+            verdicts = [self._judge(judge, judge_prompts, seed * 1000 + round_index) for judge in self.judges]
             for k, i in enumerate(active):
                 replies = [v[k] for v in verdicts]
                 scores = [parse_judge_score(r.text) if fused[k].text else None for r in replies]
@@ -112,6 +135,23 @@ class FusionStep:
             result.fused = result.best.text if result.best else None
         return results
 
+    def _judge(self, judge: GenerationBackend, prompts: list[str], seed: int) -> list:
+        """One judge's replies; a reply without a readable score is asked again up to `judge_retries` times, sampled
+        at temperature `RETRY_TEMPERATURE` with a new seed (a greedy judge would repeat the same reply). Token counts
+        add up over the attempts; the last reply is the one recorded."""
+        replies = judge.generate(prompts, self.judge_settings)
+        for attempt in range(1, self.judge_retries + 1):
+            unread = [k for k, r in enumerate(replies) if parse_judge_score(r.text) is None]
+            if not unread:
+                break
+            temperature = max(self.judge_settings.temperature, RETRY_TEMPERATURE)
+            settings = replace(self.judge_settings, temperature=temperature, seed=seed * 100 + attempt)
+            again = judge.generate([prompts[k] for k in unread], settings)
+            for k, reply in zip(unread, again):
+                again_tokens = reply.num_tokens + replies[k].num_tokens
+                replies[k] = replace(reply, num_tokens=again_tokens)
+        return replies
+
 
 def _reached(result: FusionResult, stop_score: float) -> bool:
     best = result.best
@@ -119,6 +159,4 @@ def _reached(result: FusionResult, stop_score: float) -> bool:
 
 
 def _with_seed(settings: SamplingSettings, seed: int) -> SamplingSettings:
-    from dataclasses import replace
-
     return replace(settings, seed=seed)

@@ -70,7 +70,9 @@ def _text(value: Any, role: str) -> str | None:
 
 
 def read_rows(dataset, config: RefineConfig) -> tuple[list[RefineRow], list[dict]]:
-    """Rows to refine and skipped rows (`{"id", "row", "reason"}`), in input order."""
+    """Rows to refine and skipped rows (`{"id", "row", "reason"}`), in input order.
+
+    Raises `ValueError` when no row is usable (an empty dataset, or every row skipped: the first reason is named)."""
     from datasets import Dataset
 
     columns = list(dataset.column_names)
@@ -113,6 +115,10 @@ def read_rows(dataset, config: RefineConfig) -> tuple[list[RefineRow], list[dict
         aliases = example.get("aliases")
         aliases = tuple(a for a in aliases if isinstance(a, str) and a.strip()) if isinstance(aliases, list) else ()
         rows.append(RefineRow(row_id, question.strip(), answer.strip(), prompt, prefix, aliases))
+    if not rows:
+        detail = (f"all {len(skipped)} rows were skipped (first: row {skipped[0]['row']}, {skipped[0]['reason']})"
+                  if skipped else "the dataset has no rows")  # fmt: skip
+        raise ValueError(f"No usable question/answer rows ({question_column!r}/{answer_column!r}): {detail}.")
     return rows, skipped
 
 

@@ -14,7 +14,7 @@ from .fusion import FusionResult, FusionStep
 from .inputs import RefineRow, read_rows
 from .prompts import PromptTemplate, load_prompt
 from .similarity import SemanticFilter
-from .store import AppendOnlyJsonl, jsonl_text, write_json_atomic, write_text_atomic
+from .store import AppendOnlyJsonl, jsonl_text, output_lock, write_json_atomic, write_text_atomic
 from .summary import summarize
 
 OUTPUT_FILES = ("refined.jsonl", "summary.json", "skipped.jsonl", "run_config.json")
@@ -89,7 +89,7 @@ def build_refiner(
             fusion_prompt=prompts["fusion"], judge_prompt=prompts["judge"],
             fusion_settings=SamplingSettings(config.fusion_max_new_tokens, config.fusion_temperature, config.fusion_top_p, stop),
             judge_settings=SamplingSettings(config.judge_max_new_tokens, 0.0, 1.0, stop + ("\n",) if stop else ()),
-            rounds=config.fusion_rounds, stop_score=config.judge_stop_score,
+            rounds=config.fusion_rounds, stop_score=config.judge_stop_score, judge_retries=config.judge_retries,
         )  # fmt: skip
     rewriter = backends.get(rewrite_spec)
     models = {
@@ -140,13 +140,18 @@ def refine(
         backends (`BackendPool`, *optional*): prebuilt backends by spec (tests, or models already in memory).
         semantic_filter (`SemanticFilter`, *optional*): a prebuilt filter.
     """
+    output = Path(config.output_dir)
+    output.mkdir(parents=True, exist_ok=True)
+    with output_lock(output):
+        return _refine_into(output, config, dataset, backends, semantic_filter)
+
+
+def _refine_into(output: Path, config: RefineConfig, dataset, backends, semantic_filter) -> dict:
     from tqdm.auto import tqdm
 
     from ..data import load_data
 
     start = time.perf_counter()
-    output = Path(config.output_dir)
-    output.mkdir(parents=True, exist_ok=True)
     if config.overwrite:
         for name in OUTPUT_FILES:
             (output / name).unlink(missing_ok=True)

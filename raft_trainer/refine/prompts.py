@@ -8,6 +8,8 @@ from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
 
+from ..templates import fill_template
+
 REQUIRED_FIELDS = {
     "rewrite": ("{question}", "{answer}"),
     "fusion": ("{question}", "{answer}", "{rewrite}"),
@@ -20,17 +22,15 @@ BUNDLED_IN = {"rewrite": "raft_trainer.refine", "fusion": "raft_trainer.refine",
 
 @dataclass(frozen=True)
 class PromptTemplate:
-    """A template whose `{field}` placeholders are filled by plain replacement (braces in the data are safe)."""
+    """A template whose `{field}` placeholders are filled once, from the template only (`templates.fill_template`:
+    braces and placeholder names inside the data stay as written)."""
 
     role: str
     text: str
     version: str
 
     def render(self, **values: str) -> str:
-        text = self.text
-        for key, value in values.items():
-            text = text.replace("{" + key + "}", value)
-        return text
+        return fill_template(self.text, **values)
 
 
 def load_prompt(role: str, path: str | None = None) -> PromptTemplate:

@@ -6,9 +6,42 @@ from __future__ import annotations
 import json
 import logging
 import os
+from contextlib import contextmanager
 from pathlib import Path
 
 logger = logging.getLogger(__name__)
+LOCK_FILE = ".raft_refine.lock"
+
+
+class OutputLockedError(RuntimeError):
+    """Another process holds the output folder (`output_lock`)."""
+
+
+@contextmanager
+def output_lock(folder: str | os.PathLike):
+    """Hold an exclusive, non-blocking lock on `folder` (an `flock` on `folder/.raft_refine.lock`) for the block.
+
+    Raises `OutputLockedError` at once when another run holds it: two runs writing one append-only file would write
+    every row twice. The lock goes with the process (a killed run leaves no stale lock). POSIX only; elsewhere the
+    block runs unlocked.
+    """
+    try:
+        import fcntl
+    except ImportError:  # Windows: no flock
+        yield
+        return
+    with open(Path(folder) / LOCK_FILE, "a+") as handle:
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            raise OutputLockedError(
+                f"another run holds {folder} (raft refine writes there now); wait for it to finish or choose another "
+                "--output_dir"
+            ) from None
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
 
 
 def write_text_atomic(path: str | os.PathLike, text: str) -> None:
@@ -57,6 +90,13 @@ class AppendOnlyJsonl:
                 raise ValueError(
                     f"{self.path}, line {number}, is not JSON ({error}); move the file away to start over."
                 ) from None
+        seen: set = set()
+        repeated = [row.get("id") for row in rows if row.get("id") in seen or seen.add(row.get("id"))]
+        if repeated:
+            raise ValueError(
+                f"{self.path} holds {len(repeated)} row id(s) more than once (first: {repeated[0]!r}): two runs wrote "
+                "into one folder. Move the file away or pass --overwrite to start over."
+            )
         return rows
 
     def append(self, rows: list[dict]) -> None:
