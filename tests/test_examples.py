@@ -80,3 +80,11 @@ def test_cli_trains_from_a_yaml_recipe_and_writes_its_log(tmp_path, tiny_model_d
 def test_cli_rejects_unknown_commands():
     out = subprocess.run([sys.executable, "-m", "raft_trainer.cli.main", "fly"], capture_output=True, text=True)
     assert out.returncode == 2 and "unknown command 'fly'" in out.stderr
+
+
+def test_cli_reports_a_bad_setting_in_one_line(tmp_path):
+    command = [sys.executable, "-m", "raft_trainer.cli.main", "train", "--fixed_lambda", "nan", "--output_dir",
+               str(tmp_path)]  # fmt: skip
+    out = subprocess.run(command, capture_output=True, text=True, timeout=300)
+    assert out.returncode == 1 and "Traceback" not in out.stderr
+    assert "raft train: error:" in out.stderr and "fixed_lambda" in out.stderr

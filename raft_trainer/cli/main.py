@@ -30,9 +30,8 @@ def main(argv: list[str] | None = None) -> None:
     if command is None:
         print(f"raft: unknown command {argv[0]!r}\n\n{USAGE}", file=sys.stderr)
         raise SystemExit(2)
-    parsed = command.make_parser().parse_args_and_config(args=argv[1:])
     try:
-        command.main(*parsed)
+        command.main(*command.make_parser().parse_args_and_config(args=argv[1:]))
     except USER_ERRORS as error:  # bad input, a busy folder, a server that kept failing: one line, no traceback
         if os.environ.get("RAFT_TRACEBACK"):
             raise
