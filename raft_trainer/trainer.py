@@ -11,6 +11,7 @@ One training micro-batch, in order:
 from __future__ import annotations
 
 import math
+import os
 import time
 from dataclasses import dataclass
 
@@ -65,6 +66,48 @@ class RAFTTrainer(SFTTrainer):
 
     _tag_names = ["trl", "sft", "raft"]
     _name = "RAFT"
+    _paper = {
+        "title": "RAFT: Data Refinement and Adaptive Distillation for Domain Fine-Tuning with Alleviated Forgetting",
+        "id": "2606.00147",
+        "citation": (
+            "@article{raft2026,\n"
+            "    title        = {{RAFT: Data Refinement and Adaptive Distillation for Domain Fine-Tuning with Alleviated "
+            "Forgetting}},\n"
+            "    year         = 2026,\n"
+            "    eprint       = {arXiv:2606.00147}\n"
+            "}"
+        ),
+    }
+
+    def _settings_section(self) -> str:
+        """The RAFT fields of `args` (those `SFTConfig` lacks) as a markdown table for the model card."""
+        from dataclasses import fields
+
+        from trl import SFTConfig
+
+        sft = {f.name for f in fields(SFTConfig)}
+        values = {f.name: repr(getattr(self.args, f.name)).replace("|", "\\|") for f in fields(self.args)}
+        rows = [f"| `{name}` | `{value}` |" for name, value in values.items() if name not in sft]
+        return "## RAFT settings\n\n| field | value |\n|---|---|\n" + "\n".join(rows) + "\n"
+
+    def create_model_card(self, model_name: str | None = None, dataset_name: str | None = None, tags=None):
+        """TRL's model card, citing the RAFT paper; a base model loaded from a local folder is named by that folder
+        instead of TRL's hub link to `None`."""
+        super().create_model_card(model_name=model_name, dataset_name=dataset_name, tags=tags)
+        card = os.path.join(self.args.output_dir, "README.md")
+        if not (self.is_world_process_zero() and os.path.isfile(card)):
+            return
+        with open(card, encoding="utf-8") as f:
+            text = f.read()
+        source = getattr(self.model.config, "_name_or_path", "") or ""
+        local = f"the local model `{os.path.basename(os.path.normpath(source))}`" if source else "a local model"
+        fixed = text.replace("[None](https://huggingface.co/None)", local).replace("base_model: None\n", "")
+        fixed = fixed.replace('model="None"', f'model="{self.args.output_dir}"')
+        if "## RAFT settings" not in fixed:
+            fixed = fixed.replace("### Framework versions", f"{self._settings_section()}\n### Framework versions", 1)
+        if fixed != text:
+            with open(card, "w", encoding="utf-8") as f:
+                f.write(fixed)
 
     def __init__(self, model, args: RAFTConfig | TrainingArguments | None = None, data_collator=None, train_dataset=None,
                  eval_dataset=None, processing_class=None, *, teacher_model=None, callbacks=None, **kwargs):  # fmt: skip

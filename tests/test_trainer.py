@@ -1,6 +1,7 @@
 """RAFTTrainer end to end on a tiny model: SFT equivalence, GA invariance, EOS-first rollouts, LoRA, resume."""
 
 import math
+import os
 
 import pytest
 import torch
@@ -449,3 +450,14 @@ def test_every_row_dropped_by_max_length_is_an_error_that_names_the_lengths(tmp_
 def test_a_budget_that_leaves_no_reference_token_is_an_error(tmp_path, plain_dataset):
     with pytest.raises(ValueError, match="left no token of any reference"):
         make_trainer(tmp_path, plain_dataset, max_steps=1, max_teacher_prompt_length=5)
+
+
+def test_model_card_names_a_local_base_model_and_cites_the_paper(tmp_path, tiny_model_dir, plain_dataset):
+    args = RAFTConfig(output_dir=str(tmp_path / "out"), **{**COMMON, "max_completion_length": 4})
+    trainer = RAFTTrainer(tiny_model_dir, args=args, train_dataset=plain_dataset)
+    trainer.create_model_card(model_name="out")
+    card = (tmp_path / "out" / "README.md").read_text()
+    assert "huggingface.co/None" not in card and "[None]" not in card
+    assert f"the local model `{os.path.basename(tiny_model_dir)}`" in card
+    assert "arXiv:2606.00147" in card and "RAFT: Data Refinement and Adaptive Distillation" in card
+    assert "## RAFT settings" in card and "| `distillation_topk` | `512` |" in card and 'model="None"' not in card
