@@ -127,5 +127,5 @@ def test_the_cli_prints_one_line_for_bad_data(tmp_path):
     bad.write_text(GOOD_ROW + "{not json}\n")
     out = subprocess.run([sys.executable, "-m", "raft_trainer.cli.main", "train", "--dataset_name", str(bad),
                           "--output_dir", str(tmp_path / "out")], capture_output=True, text=True, timeout=300)  # fmt: skip
-    assert out.returncode == 1 and "Traceback" not in out.stderr
+    assert out.returncode == 2 and "Traceback" not in out.stderr
     assert f"raft train: error: {bad}, line 2: not valid JSON" in out.stderr

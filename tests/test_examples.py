@@ -80,11 +80,33 @@ def test_cli_trains_from_a_yaml_recipe_and_writes_its_log(tmp_path, tiny_model_d
 def test_cli_rejects_unknown_commands():
     out = subprocess.run([sys.executable, "-m", "raft_trainer.cli.main", "fly"], capture_output=True, text=True)
     assert out.returncode == 2 and "unknown command 'fly'" in out.stderr
+    out = subprocess.run([sys.executable, "-m", "raft_trainer.cli.main", "trian"], capture_output=True, text=True)
+    assert out.returncode == 2 and "did you mean train?" in out.stderr
 
 
-def test_cli_reports_a_bad_setting_in_one_line(tmp_path):
-    command = [sys.executable, "-m", "raft_trainer.cli.main", "train", "--fixed_lambda", "nan", "--output_dir",
-               str(tmp_path)]  # fmt: skip
-    out = subprocess.run(command, capture_output=True, text=True, timeout=300)
-    assert out.returncode == 1 and "Traceback" not in out.stderr
-    assert "raft train: error:" in out.stderr and "fixed_lambda" in out.stderr
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["train", "--fixed_lambda", "nan"], "raft train: error: .*fixed_lambda"),  # refused in RAFTConfig
+        (["train", "--distilation_topk", "64"], "unknown flag --distilation_topk; did you mean --distillation_topk?"),
+        (["train", "--max_step", "3"], "unknown flag --max_step; did you mean --max_steps?"),  # no abbreviations
+        (["refine", "--judge_retry", "2"], "raft refine: error: unknown flag --judge_retry; did you mean --judge_retries?"),
+        (["eval", "--domain_dataset", "missing.jsonl"], "raft eval: error: No such data file: 'missing.jsonl'"),
+    ],
+)  # fmt: skip
+def test_cli_mistakes_are_one_line_and_exit_2(tmp_path, args, message):
+    import re
+
+    command = [sys.executable, "-m", "raft_trainer.cli.main", *args, "--output_dir", str(tmp_path / "out")]
+    out = subprocess.run(command, capture_output=True, text=True, timeout=300, cwd=tmp_path)
+    assert out.returncode == 2 and "Traceback" not in out.stderr, out.stderr[-2000:]
+    assert re.search(message, out.stderr), out.stderr[-2000:]
+
+
+def test_cli_version_and_env():
+    from importlib.metadata import version
+
+    out = subprocess.run([sys.executable, "-m", "raft_trainer.cli.main", "--version"], capture_output=True, text=True)
+    assert out.returncode == 0 and out.stdout.strip() == f"raft_trainer {version('raft_trainer')}"
+    out = subprocess.run([sys.executable, "-m", "raft_trainer.cli.main", "env"], capture_output=True, text=True)
+    assert out.returncode == 0 and f"trl: {version('trl')}" in out.stdout and "torch: " in out.stdout

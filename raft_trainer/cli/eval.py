@@ -25,7 +25,7 @@ def make_parser():
 
     from raft_trainer.eval import EvalConfig
 
-    return TrlParser((EvalConfig,), prog="raft eval")
+    return TrlParser((EvalConfig,), prog="raft eval", allow_abbrev=False)
 
 
 if __name__ == "__main__":

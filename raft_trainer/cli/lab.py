@@ -25,7 +25,7 @@ def make_parser():
 
     from raft_trainer.lab import LabConfig
 
-    return TrlParser((LabConfig,), prog="raft lab")
+    return TrlParser((LabConfig,), prog="raft lab", allow_abbrev=False)
 
 
 if __name__ == "__main__":

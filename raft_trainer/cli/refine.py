@@ -24,7 +24,7 @@ def make_parser():
 
     from raft_trainer.refine import RefineConfig
 
-    return TrlParser((RefineConfig,), prog="raft refine")
+    return TrlParser((RefineConfig,), prog="raft refine", allow_abbrev=False)
 
 
 if __name__ == "__main__":

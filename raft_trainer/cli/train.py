@@ -52,7 +52,7 @@ def make_parser():
 
     from raft_trainer import RAFTConfig
 
-    return TrlParser((ScriptArguments, RAFTConfig, ModelConfig), prog="raft train")
+    return TrlParser((ScriptArguments, RAFTConfig, ModelConfig), prog="raft train", allow_abbrev=False)
 
 
 if __name__ == "__main__":
