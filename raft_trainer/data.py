@@ -7,21 +7,25 @@ from __future__ import annotations
 
 import json
 import os
+from collections.abc import Callable
 from importlib import resources
 from typing import Any
 
 from datasets import Dataset, IterableDataset, load_dataset
-from trl.data_utils import get_dataset_column_names
+from trl.data_utils import get_dataset_column_names, maybe_convert_to_chatml
 
 from .teacher_prompts import is_chat_messages
+from .templates import DEFAULT_PLAIN_PROMPT, fill_template
 
 _EXPECTED = (
-    "'prompt' and 'completion' (plain strings or lists of chat messages), or 'messages' (a conversation whose last "
-    "assistant turn is the target); optionally 'reference' (the teacher's context, defaults to the target)"
+    "'prompt' and 'completion' (plain strings or lists of chat messages), 'messages' (a conversation whose last "
+    "assistant turn is the target), ShareGPT 'conversations', or 'question' and 'answer'; optionally 'reference' "
+    "(the teacher's context, defaults to the target)"
 )
 
 
 DATA_BUILDERS = {".jsonl": "json", ".json": "json", ".csv": "csv", ".parquet": "parquet"}
+SHAREGPT_ROLES = {"human": "user", "gpt": "assistant", "system": "system", "user": "user", "assistant": "assistant"}
 
 
 def example_dataset_path() -> str:
@@ -129,6 +133,18 @@ def split_messages(example: dict[str, Any]) -> dict[str, Any]:
     return {"prompt": messages[:last], "completion": [messages[last]]}
 
 
+def _from_question_answer(example: dict[str, Any], output_format: str) -> dict[str, Any]:
+    question, answer = example["question"], example["answer"]
+    if not (isinstance(question, str) and isinstance(answer, str)):
+        return {"prompt": question, "completion": answer}  # reported as a bad row by `_problems`
+    prompt, prefix = qa_prompt(question, output_format)
+    completion = prefix + answer.strip()
+    return {
+        "prompt": prompt,
+        "completion": [{"role": "assistant", "content": completion}] if prefix == "" else completion,
+    }
+
+
 def _add_reference(example: dict[str, Any]) -> dict[str, Any]:
     reference = example.get("reference")
     return {
@@ -149,12 +165,40 @@ def _problems(example: dict[str, Any]) -> str | None:
     return None
 
 
-def normalize_dataset(dataset: Dataset | IterableDataset, name: str = "train") -> Dataset | IterableDataset:
+def qa_prompt(question: str, output_format: str, template: str = DEFAULT_PLAIN_PROMPT) -> tuple[str | list, str]:
+    """The prompt for a (question, answer) row and the text the answer is prefixed with in the completion.
+
+    `output_format="conversational"`: one user message, no prefix (chat models); `"plain"`: `template` filled with
+    the question (default `"Question: {question}\nAnswer:"`) and a space before the answer.
+    """
+    if output_format == "conversational":
+        return [{"role": "user", "content": question.strip()}], ""
+    return fill_template(template, question=question.strip()), " "
+
+
+def qa_prompt_format(tokenizer) -> str:
+    """`"conversational"` for a tokenizer (or processor) with a chat template, else `"plain"` (base models)."""
+    tokenizer = getattr(tokenizer, "tokenizer", tokenizer)
+    return "conversational" if getattr(tokenizer, "chat_template", None) else "plain"
+
+
+def from_sharegpt(example: dict[str, Any]) -> dict[str, Any]:
+    """ShareGPT `conversations` (`from`/`value`) -> `messages` (`role`/`content`), by `trl.data_utils`, with ShareGPT's
+    role names (`human`, `gpt`) mapped to the chat template's (`user`, `assistant`)."""
+    messages = maybe_convert_to_chatml({"conversations": example["conversations"]})["messages"]
+    return {"messages": [{**m, "role": SHAREGPT_ROLES.get(m["role"], m["role"])} for m in messages]}
+
+
+def normalize_dataset(
+    dataset: Dataset | IterableDataset, name: str = "train", qa_format: str | Callable[[], str] = "plain"
+) -> Dataset | IterableDataset:
     """Normalise to `prompt`, `completion`, `reference` columns; raise `ValueError` on unknown formats or bad rows.
 
-    Accepted: `prompt`/`completion` (plain or conversational), `messages` (the last assistant turn is the target), an
-    optional `reference` column. Other columns are kept. A dataset that is already tokenised (`input_ids`) must also
-    carry `teacher_prompt_ids`.
+    Accepted (docs/raft_trainer.md, "Dataset formats"): `prompt`/`completion` (plain or conversational), `messages`
+    (the last assistant turn is the target), ShareGPT `conversations`, `question`/`answer` (turned into prompts by
+    `qa_prompt` in `qa_format`, or the format a callable returns, asked only for such data), an optional `reference`
+    column. Other columns are kept. A dataset that is already tokenised (`input_ids`) must also carry
+    `teacher_prompt_ids`.
     """
     empty = len(dataset) == 0 if isinstance(dataset, Dataset) else next(iter(dataset), None) is None
     if empty:
@@ -167,6 +211,14 @@ def normalize_dataset(dataset: Dataset | IterableDataset, name: str = "train") -
                 f"RAFT needs the teacher's prompt. Pass the untokenised data instead: {_EXPECTED}."
             )
         return dataset
+    if "conversations" in columns and not {"messages", "prompt", "completion"} & set(columns):
+        dataset = dataset.map(from_sharegpt, remove_columns=["conversations"])
+        columns = get_dataset_column_names(dataset)
+    if {"question", "answer"} <= set(columns) and not {"prompt", "completion", "messages"} & set(columns):
+        output_format = qa_format() if callable(qa_format) else qa_format
+        dataset = dataset.map(_from_question_answer, fn_kwargs={"output_format": output_format},
+                              remove_columns=["question", "answer"])  # fmt: skip
+        columns = get_dataset_column_names(dataset)
     if "messages" in columns and not {"prompt", "completion"} <= set(columns):
         dataset = dataset.map(split_messages, remove_columns=["messages"])
     elif not {"prompt", "completion"} <= set(columns):

@@ -5,6 +5,7 @@ from __future__ import annotations
 import re
 
 _PLACEHOLDER = re.compile(r"\{(\w+)\}")
+DEFAULT_PLAIN_PROMPT = "Question: {question}\nAnswer:"  # question/answer rows for models without a chat template
 
 
 def fill_template(template: str, **values: str) -> str:

@@ -10,6 +10,7 @@ One training micro-batch, in order:
 
 from __future__ import annotations
 
+import functools
 import math
 import os
 import time
@@ -29,7 +30,7 @@ from .balancing import EMALossBalancer
 from .callbacks import RAFTCallback
 from .collator import RAFTDataCollator
 from .config import RAFTConfig, as_raft_config
-from .data import check_chat_template, completion_text, normalize_dataset
+from .data import check_chat_template, completion_text, normalize_dataset, qa_prompt_format
 from .heads import add_raft_head
 from .losses import (
     TeacherTopK,
@@ -114,11 +115,12 @@ class RAFTTrainer(SFTTrainer):
         args = as_raft_config(args, model)
         if train_dataset is None:
             raise ValueError("`train_dataset` is required")
-        train_dataset = normalize_dataset(train_dataset, "train")
+        qa_format = functools.cache(lambda: _qa_prompt_format(model, processing_class, args))  # question/answer rows
+        train_dataset = normalize_dataset(train_dataset, "train", qa_format)
         if isinstance(eval_dataset, dict):
-            eval_dataset = {name: normalize_dataset(ds, name) for name, ds in eval_dataset.items()}
+            eval_dataset = {name: normalize_dataset(ds, name, qa_format) for name, ds in eval_dataset.items()}
         elif eval_dataset is not None:
-            eval_dataset = normalize_dataset(eval_dataset, "eval")
+            eval_dataset = normalize_dataset(eval_dataset, "eval", qa_format)
         balancer = EMALossBalancer(args.ema_beta, args.ema_eps, args.loss_balancing, args.fixed_lambda)
         self.raft_callback = RAFTCallback(balancer)
         super().__init__(model, args, data_collator, train_dataset, eval_dataset, processing_class,
@@ -562,3 +564,17 @@ class RAFTTerms:
     num_sft_tokens: torch.Tensor
     kl_per_token: torch.Tensor
     kl_per_sequence: torch.Tensor
+
+
+def _qa_prompt_format(model, processing_class, args) -> str:
+    """How question/answer rows become prompts: as a chat turn when the tokenizer has a chat template (or
+    `chat_template_path` gives one), else as the plain `Question: …\nAnswer:` prompt."""
+    if getattr(args, "chat_template_path", None):
+        return "conversational"
+    if processing_class is None:
+        from transformers import AutoTokenizer
+        from trl.trainer.utils import get_config_model_id
+
+        name = model if isinstance(model, str) else get_config_model_id(model.config)
+        processing_class = AutoTokenizer.from_pretrained(name)
+    return qa_prompt_format(processing_class)

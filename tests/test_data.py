@@ -129,3 +129,24 @@ def test_the_cli_prints_one_line_for_bad_data(tmp_path):
                           "--output_dir", str(tmp_path / "out")], capture_output=True, text=True, timeout=300)  # fmt: skip
     assert out.returncode == 2 and "Traceback" not in out.stderr
     assert f"raft train: error: {bad}, line 2: not valid JSON" in out.stderr
+
+
+def test_question_answer_rows_become_prompts_in_the_tokenizers_format():
+    qa = Dataset.from_dict({"question": [" What is 2 + 2? "], "answer": ["Four."]})
+    plain = normalize_dataset(qa, qa_format="plain")[0]
+    assert (plain["prompt"], plain["completion"], plain["reference"]) == (
+        "Question: What is 2 + 2?\nAnswer:",
+        " Four.",
+        " Four.",
+    )
+    chat = normalize_dataset(qa, qa_format=lambda: "conversational")[0]
+    assert chat["prompt"] == [{"role": "user", "content": "What is 2 + 2?"}]
+    assert chat["completion"] == [{"role": "assistant", "content": "Four."}] and chat["reference"] == "Four."
+
+
+def test_sharegpt_conversations_are_converted_by_trl_with_chat_role_names():
+    rows = Dataset.from_dict({"conversations": [[{"from": "system", "value": "Be brief."}, {"from": "human", "value": "Hi?"},
+                                                 {"from": "gpt", "value": "Hello."}]]})  # fmt: skip
+    row = normalize_dataset(rows)[0]
+    assert row["prompt"] == [{"role": "system", "content": "Be brief."}, {"role": "user", "content": "Hi?"}]
+    assert row["completion"] == [{"role": "assistant", "content": "Hello."}] and row["reference"] == "Hello."

@@ -110,3 +110,18 @@ def test_cli_version_and_env():
     assert out.returncode == 0 and out.stdout.strip() == f"raft_trainer {version('raft_trainer')}"
     out = subprocess.run([sys.executable, "-m", "raft_trainer.cli.main", "env"], capture_output=True, text=True)
     assert out.returncode == 0 and f"trl: {version('trl')}" in out.stdout and "torch: " in out.stdout
+
+
+@pytest.mark.parametrize("layout", ["question_answer", "sharegpt"])
+def test_raft_train_accepts_question_answer_and_sharegpt_data(tmp_path, tiny_model_dir, layout):
+    rows = [("What is the capital of France?", "Paris."), ("How many legs has a spider?", "Eight.")] * 2
+    if layout == "question_answer":
+        lines = [{"question": q, "answer": a} for q, a in rows]
+    else:
+        lines = [{"conversations": [{"from": "human", "value": q}, {"from": "gpt", "value": a}]} for q, a in rows]
+    data = tmp_path / f"{layout}.jsonl"
+    data.write_text("".join(json.dumps(line) + "\n" for line in lines))
+    output = run([sys.executable, "-m", "raft_trainer.cli.main", "train", "--model_name_or_path", tiny_model_dir,
+                  "--dataset_name", str(data), "--output_dir", str(tmp_path / "out"), "--use_cpu", "true",
+                  *SMALL_RUN], tmp_path)  # fmt: skip
+    assert "RAFT training done: 2 steps" in output

@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field, fields
 
 from ..backends import BackendArguments, decode_escapes
+from ..templates import DEFAULT_PLAIN_PROMPT
 
 DEFAULT_EMBEDDING_MODEL = "sentence-transformers/all-MiniLM-L6-v2"
 DEFAULT_STOP = ("\nQuestion:", "\nReference answer:", "\n\n\n")
@@ -29,9 +30,7 @@ class QADataArguments:
         "Prompt format for question/answer input: 'conversational' (a user message, for chat models) or 'plain' "
         "(plain_prompt_template). prompt/completion and messages input keep their own format.", default="conversational"
     )  # fmt: skip
-    plain_prompt_template: str = _help(
-        "Plain prompt for output_format=plain.", default="Question: {question}\nAnswer:"
-    )
+    plain_prompt_template: str = _help("Plain prompt for output_format=plain.", default=DEFAULT_PLAIN_PROMPT)
     max_input_chars: int = _help("Rows whose question + answer exceed this many characters are skipped.", default=8000)
 
     def __post_init__(self):

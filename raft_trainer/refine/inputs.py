@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from ..backends import is_chat
-from ..data import split_messages
+from ..data import from_sharegpt, qa_prompt, split_messages
 from .config import RefineConfig
 
 
@@ -76,6 +76,9 @@ def read_rows(dataset, config: RefineConfig) -> tuple[list[RefineRow], list[dict
     from datasets import Dataset
 
     columns = list(dataset.column_names)
+    if "conversations" in columns and not {"messages", "question", "prompt"} & set(columns):
+        dataset = dataset.map(from_sharegpt, remove_columns=["conversations"])  # ShareGPT -> messages
+        columns = list(dataset.column_names)
     question_column, answer_column = resolve_columns(columns, config)
     id_column = config.id_column or ("id" if "id" in columns else None)
     mirror_format = question_column in {"prompt", "messages"}
@@ -108,10 +111,8 @@ def read_rows(dataset, config: RefineConfig) -> tuple[list[RefineRow], list[dict
             prompt, prefix = question_value, answer[: len(answer) - len(answer.lstrip())]
             if isinstance(prompt, str):
                 question = question_from_plain_prompt(prompt, config.plain_prompt_template)
-        elif config.output_format == "conversational":
-            prompt, prefix = [{"role": "user", "content": question.strip()}], ""
         else:
-            prompt, prefix = config.plain_prompt_template.replace("{question}", question.strip()), " "
+            prompt, prefix = qa_prompt(question, config.output_format, config.plain_prompt_template)
         aliases = example.get("aliases")
         aliases = tuple(a for a in aliases if isinstance(a, str) and a.strip()) if isinstance(aliases, list) else ()
         rows.append(RefineRow(row_id, question.strip(), answer.strip(), prompt, prefix, aliases))
