@@ -4,7 +4,7 @@
     python examples/train_raft.py --config examples/recipes/law_government.yaml --variant lora
 
     # several GPUs: DeepSpeed ZeRO-3 (or deepspeed_zero2.yaml, multi_gpu.yaml for DDP)
-    accelerate launch --config_file examples/accelerate/deepspeed_zero3.yaml examples/train_raft.py \\
+    accelerate launch --config_file raft_trainer/accelerate_configs/deepspeed_zero3.yaml examples/train_raft.py \\
         --config examples/recipes/law_government.yaml
 
 Any RAFTConfig / SFTConfig / ModelConfig field given as a flag overrides the recipe (`--max_steps 10`,

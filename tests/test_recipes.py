@@ -92,7 +92,7 @@ def test_accelerate_launch_with_the_shipped_zero3_config(tmp_path, tiny_model_di
 
     env = {**os.environ, "DS_ACCELERATOR": "cpu", "OMP_NUM_THREADS": "1", "HF_HUB_OFFLINE": "1"}
     command = [sys.executable, "-m", "accelerate.commands.launch", "--config_file",
-               "examples/accelerate/deepspeed_zero3.yaml", "--num_processes", "2", "--mixed_precision", "no",
+               "raft_trainer/accelerate_configs/deepspeed_zero3.yaml", "--num_processes", "2", "--mixed_precision", "no",
                "examples/train_raft.py", "--config", "examples/recipes/law_government.yaml", "--variant", "lora",
                "--skip_refine", "--model_name_or_path", tiny_model_dir, "--max_steps", "2", "--use_cpu", "true",
                "--max_completion_length", "4", "--output_dir", str(tmp_path), "--report_to", "none"]  # fmt: skip
@@ -115,3 +115,24 @@ def test_recipe_runs_on_the_embedded_default_model(tmp_path, monkeypatch, capsys
     assert "RAFT training done: 1 steps" in capsys.readouterr().out
     first = json.loads((tmp_path / "train_rows.jsonl").read_text().splitlines()[0])
     assert isinstance(first["prompt"], str)  # Gemma 3 270M base has no chat template: plain prompts
+
+
+@pytest.mark.distributed
+@pytest.mark.timeout(600)
+def test_raft_train_launches_accelerate_with_a_packaged_config(tmp_path, tiny_model_dir, plain_dataset):
+    """A pip-installed user launches ZeRO-3 on two processes without the repository: `--accelerate_config zero3`."""
+    import subprocess
+
+    data = tmp_path / "train.jsonl"
+    plain_dataset.to_json(data)
+    env = {**os.environ, "DS_ACCELERATOR": "cpu", "OMP_NUM_THREADS": "1", "HF_HUB_OFFLINE": "1"}
+    command = [sys.executable, "-m", "raft_trainer.cli.main", "train", "--accelerate_config", "zero3",
+               "--num_processes", "2", "--mixed_precision", "no", "--model_name_or_path", tiny_model_dir,
+               "--dataset_name", str(data), "--max_steps", "2", "--use_cpu", "true", "--per_device_train_batch_size", "2",
+               "--max_completion_length", "4", "--logging_steps", "1", "--output_dir", str(tmp_path / "out"), "--report_to", "none"]  # fmt: skip
+    out = subprocess.run(command, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=500)
+    assert out.returncode == 0, out.stdout[-3000:] + out.stderr[-5000:]
+    assert "accelerate.commands.launch --config_file" in out.stderr and "deepspeed_zero3.yaml" in out.stderr
+    assert "RAFT training done: 2 steps" in out.stdout
+    history = json.loads((tmp_path / "out" / "raft_log_history.json").read_text())
+    assert [log["step"] for log in history if "raft/lambda" in log] == [1, 2]

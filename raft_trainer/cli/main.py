@@ -34,6 +34,8 @@ def main(argv: list[str] | None = None) -> None:
     if argv[0] == "env":
         print(environment())
         raise SystemExit(0)
+    if argv[0] == "train" and any(a.split("=", 1)[0] == "--accelerate_config" for a in argv[1:]):
+        raise SystemExit(launch_with_accelerate(argv[1:]))
     command = COMMANDS.get(argv[0])
     if command is None:
         print(f"raft: unknown command {argv[0]!r}{did_you_mean(argv[0], COMMANDS)}\n\n{USAGE}", file=sys.stderr)
@@ -47,6 +49,49 @@ def main(argv: list[str] | None = None) -> None:
             raise
         print(f"raft {argv[0]}: error: {error}\n(set RAFT_TRACEBACK=1 to see where it was raised)", file=sys.stderr)
         raise SystemExit(2 if isinstance(error, INPUT_ERRORS) else 1) from None
+
+
+ACCELERATE_CONFIGS = {"zero2": "deepspeed_zero2.yaml", "zero3": "deepspeed_zero3.yaml", "multi_gpu": "multi_gpu.yaml"}
+
+
+def launch_with_accelerate(args: list[str]) -> int:
+    """`raft train --accelerate_config zero2|zero3|multi_gpu|FILE.yaml [accelerate flags] [train flags]`: run
+    `accelerate launch` with a packaged config (`raft_trainer/accelerate_configs/`) or your own, on `raft train`.
+
+    Flags that `accelerate launch` has and `raft train` lacks (`--num_processes`, `--main_process_port`,
+    `--num_machines`, ...) go to accelerate; every other flag goes to `raft train`. Returns accelerate's exit code.
+    """
+    import subprocess
+    from importlib import resources
+
+    from accelerate.commands.launch import launch_command_parser
+
+    config, rest, i = None, [], 0
+    while i < len(args):
+        flag, _, value = args[i].partition("=")
+        if flag == "--accelerate_config":
+            config = value or (args[i + 1] if i + 1 < len(args) else "")
+            i += 1 if value else 2
+            continue
+        rest.append(args[i])
+        i += 1
+    if config in ACCELERATE_CONFIGS:
+        config = str(resources.files("raft_trainer") / "accelerate_configs" / ACCELERATE_CONFIGS[config])
+    elif not os.path.isfile(config or ""):
+        raise SystemExit(f"raft train: error: --accelerate_config takes {' | '.join(ACCELERATE_CONFIGS)} or a YAML "
+                         f"file; got {config!r}")  # fmt: skip
+    train_flags = {o for a in train.make_parser()._actions for o in a.option_strings} | {"--config"}
+    accelerate_flags = {o for a in launch_command_parser()._actions for o in a.option_strings} - train_flags
+    launcher, trainer = [], []
+    target = trainer
+    for arg in rest:  # a flag's values follow it to the same side
+        if arg.startswith("-"):
+            target = launcher if arg.split("=", 1)[0] in accelerate_flags else trainer
+        target.append(arg)
+    command = [sys.executable, "-m", "accelerate.commands.launch", "--config_file", config, *launcher,
+               "-m", "raft_trainer.cli.main", "train", *trainer]  # fmt: skip
+    print("raft train: " + " ".join(command), file=sys.stderr)
+    return subprocess.call(command)
 
 
 def check_flags(parser, args: list[str]) -> None:
