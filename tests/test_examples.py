@@ -72,9 +72,13 @@ def test_cli_trains_from_a_yaml_recipe_and_writes_its_log(tmp_path, tiny_model_d
         [sys.executable, "-m", "raft_trainer.cli.main", "train", "--config", str(recipe), *SMALL_RUN], tmp_path
     )
     assert "RAFT training done: 2 steps" in output
-    history = json.loads((tmp_path / "out" / "raft_log_history.json").read_text())
+    history = json.loads((tmp_path / "out" / "trainer_state.json").read_text())["log_history"]
     steps = [log for log in history if "raft/lambda" in log]
     assert len(steps) == 2 and all(log["raft/kl_loss"] >= 0 for log in steps)
+    results = json.loads((tmp_path / "out" / "all_results.json").read_text())  # the standard files of a TRL run
+    assert results["epoch"] > 0 and "train_runtime" in results and (tmp_path / "out" / "train_results.json").exists()
+    card = (tmp_path / "out" / "README.md").read_text()
+    assert "arXiv:2606.00147" in card and "huggingface.co/None" not in card
 
 
 def test_cli_rejects_unknown_commands():

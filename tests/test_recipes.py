@@ -99,7 +99,7 @@ def test_accelerate_launch_with_the_shipped_zero3_config(tmp_path, tiny_model_di
     out = subprocess.run(command, cwd=ROOT, env=env, capture_output=True, text=True, timeout=500)
     assert out.returncode == 0, out.stdout[-3000:] + out.stderr[-5000:]
     assert "RAFT training done: 2 steps" in out.stdout
-    history = json.loads((tmp_path / "raft_log_history.json").read_text())
+    history = json.loads((tmp_path / "trainer_state.json").read_text())["log_history"]
     assert [log["step"] for log in history if "raft/lambda" in log] == [1, 2]
     assert (tmp_path / "adapter_model.safetensors").exists()
 
@@ -134,5 +134,5 @@ def test_raft_train_launches_accelerate_with_a_packaged_config(tmp_path, tiny_mo
     assert out.returncode == 0, out.stdout[-3000:] + out.stderr[-5000:]
     assert "accelerate.commands.launch --config_file" in out.stderr and "deepspeed_zero3.yaml" in out.stderr
     assert "RAFT training done: 2 steps" in out.stdout
-    history = json.loads((tmp_path / "out" / "raft_log_history.json").read_text())
+    history = json.loads((tmp_path / "out" / "trainer_state.json").read_text())["log_history"]
     assert [log["step"] for log in history if "raft/lambda" in log] == [1, 2]

@@ -6,7 +6,6 @@ With no model or dataset given it trains the embedded default (Gemma 3 270M from
 
 from __future__ import annotations
 
-import json
 import os
 
 
@@ -31,11 +30,18 @@ def main(script_args, training_args, model_args) -> None:
         model, args=training_args, train_dataset=dataset,
         peft_config=get_peft_config(model_args), quantization_config=get_quantization_config(model_args),
     )  # fmt: skip
-    trainer.train(resume_from_checkpoint=training_args.resume_from_checkpoint)
+    result = trainer.train(resume_from_checkpoint=training_args.resume_from_checkpoint)
     trainer.save_model(training_args.output_dir)
+    # The standard files of a transformers/TRL run: trainer_state.json (log history included), train_results.json
+    # and all_results.json.
+    trainer.log_metrics("train", result.metrics)
+    trainer.save_metrics("train", result.metrics)
+    trainer.save_state()
+    trainer.create_model_card(model_name=os.path.basename(os.path.normpath(training_args.output_dir)),
+                              dataset_name=script_args.dataset_name)  # fmt: skip
+    if training_args.push_to_hub:
+        trainer.push_to_hub(dataset_name=script_args.dataset_name)
     if trainer.accelerator.is_main_process:
-        with open(os.path.join(training_args.output_dir, "raft_log_history.json"), "w") as f:
-            json.dump(trainer.state.log_history, f, indent=1)
         shown = ("raft/sft_loss", "raft/kl_loss", "raft/lambda", "loss")  # "loss" alone when distillation is off
         last = next((log for log in reversed(trainer.state.log_history) if "loss" in log), {})
         summary = {k: round(v, 4) for k, v in last.items() if k in shown}
