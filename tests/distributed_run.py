@@ -86,7 +86,9 @@ def main(output_dir: str, options: dict) -> None:
             "logged_lambda": [log["raft/lambda"] for log in history if "raft/lambda" in log],
             "rollout_lengths": lengths, "monitor": [log for log in history if "forgetting/probe_accuracy" in log],
         }, f)  # fmt: skip
-    trainer.accelerator.end_training()  # no gloo threads alive at interpreter exit
+    from raft_trainer.cli.train import end_run
+
+    end_run(trainer)  # no abort at interpreter exit (see its docstring)
 
 
 if __name__ == "__main__":

@@ -38,8 +38,8 @@ def test_messages_split_at_the_last_assistant_turn():
 
 
 def test_unknown_format_names_found_and_expected_columns():
-    with pytest.raises(ValueError, match=r"has columns \['question', 'answer'\].*expects 'prompt' and 'completion'"):
-        normalize_dataset(Dataset.from_dict({"question": ["Q?"], "answer": ["A."]}))
+    with pytest.raises(ValueError, match=r"has columns \['query', 'response'\].*expects 'prompt' and 'completion'"):
+        normalize_dataset(Dataset.from_dict({"query": ["Q?"], "response": ["A."]}))
     with pytest.raises(ValueError, match=r"\['text'\]"):
         normalize_dataset(Dataset.from_dict({"text": ["Q? A."]}))
 

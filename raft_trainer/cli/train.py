@@ -48,9 +48,32 @@ def main(script_args, training_args, model_args) -> None:
         print(
             f"RAFT training done: {trainer.state.global_step} steps, last {summary}; model in {training_args.output_dir}"
         )
-    # Tear the process group down before interpreter shutdown: gloo/shm threads still alive at exit abort a rank
-    # ("terminate called without an active exception") after a successful multi-process run.
-    trainer.accelerator.end_training()
+    end_run(trainer)
+
+
+def end_run(trainer) -> None:
+    """End a finished run: trackers closed, process group destroyed; a multi-process run then exits at once.
+
+    After successful multi-process runs on CPU DeepSpeed (the test suite's launches) a rank sometimes aborted at
+    interpreter exit ("terminate called without an active exception", SIGABRT: a thread of the distributed stack
+    still joinable when its owner was destroyed during C++ static destruction), even with the process group
+    destroyed first, and the launcher then reported the whole run as failed. Everything is saved by then, so a
+    multi-process rank finishes W&B if it is active, flushes its logs and streams, and leaves with status 0 without
+    running the interpreter's teardown (`os._exit`).
+    """
+    import logging
+    import sys
+
+    trainer.accelerator.end_training()  # destroys the process group
+    if trainer.accelerator.num_processes == 1:
+        return
+    wandb = sys.modules.get("wandb")
+    if wandb is not None and getattr(wandb, "run", None) is not None:
+        wandb.finish()
+    logging.shutdown()
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(0)
 
 
 def make_parser():
