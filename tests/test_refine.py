@@ -392,3 +392,16 @@ def test_no_usable_rows_is_one_clear_error(tmp_path):
     blank = Dataset.from_dict({"question": ["", "Q?"], "answer": ["A.", " "]})
     with pytest.raises(ValueError, match=r"all 2 rows were skipped \(first: row 0, empty question\)"):
         refine(config(tmp_path), blank, backends=pool())
+
+
+def test_a_store_written_before_a_new_setting_existed_still_resumes(tmp_path, minilm):
+    """A setting added later (absent from run_config.json) counts as its default for the stored run."""
+    refine(config(tmp_path), qa_dataset(QA[:2]), backends=pool(), semantic_filter=minilm)
+    saved = tmp_path / "refined" / "run_config.json"
+    record = json.loads(saved.read_text())
+    del record["outcome"]["judge_retries"]
+    saved.write_text(json.dumps(record))
+    refine(config(tmp_path), qa_dataset(QA[:3]), backends=pool(), semantic_filter=minilm)  # default 1: resumes
+    assert len(read_jsonl(tmp_path / "refined" / "refined.jsonl")) == 3
+    with pytest.raises(ValueError, match=r"judge_retries: 1 -> 3"):
+        refine(config(tmp_path, judge_retries=3), qa_dataset(QA[:3]), backends=pool(), semantic_filter=minilm)

@@ -5,7 +5,7 @@ same as in an uninterrupted run (fixed batches, per-batch seeds)."""
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, fields, replace
 from pathlib import Path
 
 from ..backends import BackendError, BackendPool, GenerationBackend, SamplingSettings
@@ -112,7 +112,10 @@ def _check_or_write_run_config(path: Path, config: RefineConfig) -> None:
     outcome = json.loads(json.dumps(config.outcome_fields()))
     if path.exists():
         previous = json.loads(path.read_text())["outcome"]
-        changed = {k: (previous.get(k), v) for k, v in outcome.items() if previous.get(k) != v}
+        # A setting newer than the stored run counts as its default there (it did not exist, so it behaved as such).
+        defaults = json.loads(json.dumps({f.name: _default(f) for f in fields(config) if f.name in outcome}))
+        previous = {k: previous.get(k, defaults.get(k)) for k in outcome}
+        changed = {k: (previous[k], v) for k, v in outcome.items() if previous[k] != v}
         if changed:
             shown = "; ".join(f"{k}: {old!r} -> {new!r}" for k, (old, new) in changed.items())
             raise ValueError(
@@ -123,6 +126,12 @@ def _check_or_write_run_config(path: Path, config: RefineConfig) -> None:
     from .. import __version__
 
     write_json_atomic(path, {"raft_trainer_version": __version__, "outcome": outcome})
+
+
+def _default(field):
+    from dataclasses import MISSING
+
+    return field.default_factory() if field.default_factory is not MISSING else field.default
 
 
 def refine(
