@@ -129,3 +129,11 @@ def test_raft_train_accepts_question_answer_and_sharegpt_data(tmp_path, tiny_mod
                   "--dataset_name", str(data), "--output_dir", str(tmp_path / "out"), "--use_cpu", "true",
                   *SMALL_RUN], tmp_path)  # fmt: skip
     assert "RAFT training done: 2 steps" in output
+
+
+def test_raft_options_come_first_in_help():
+    from raft_trainer.cli.train import make_parser
+
+    text = make_parser().format_help()
+    raft, rest = text.index("RAFT options"), text.index("data, training (SFTConfig")
+    assert raft < rest and raft < text.index("  --distillation_topk") < rest < text.index("  --learning_rate ")

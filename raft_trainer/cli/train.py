@@ -77,11 +77,23 @@ def end_run(trainer) -> None:
 
 
 def make_parser():
-    from trl import ModelConfig, ScriptArguments, TrlParser
+    from dataclasses import fields
+
+    from trl import ModelConfig, ScriptArguments, SFTConfig, TrlParser
 
     from raft_trainer import RAFTConfig
 
-    return TrlParser((ScriptArguments, RAFTConfig, ModelConfig), prog="raft train", allow_abbrev=False)
+    parser = TrlParser((ScriptArguments, RAFTConfig, ModelConfig), prog="raft train", allow_abbrev=False)
+    # RAFT's own options first in --help, in their own group (they would come after ~800 lines of SFT/Trainer flags)
+    raft_fields = {f.name for f in fields(RAFTConfig)} - {f.name for f in fields(SFTConfig)}
+    raft = parser.add_argument_group("RAFT options (RAFTConfig; docs/configuration.md)")
+    rest = parser.add_argument_group("data, training (SFTConfig, TrainingArguments) and model (ModelConfig) options")
+    general = parser._action_groups[1]  # "options"
+    for action in list(general._group_actions):
+        if action.dest != "help":
+            general._group_actions.remove(action)
+            (raft if action.dest in raft_fields else rest)._group_actions.append(action)
+    return parser
 
 
 if __name__ == "__main__":
