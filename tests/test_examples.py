@@ -137,3 +137,19 @@ def test_raft_options_come_first_in_help():
     text = make_parser().format_help()
     raft, rest = text.index("RAFT options"), text.index("data, training (SFTConfig")
     assert raft < rest and raft < text.index("  --distillation_topk") < rest < text.index("  --learning_rate ")
+
+
+def test_raft_train_evaluates_on_a_held_out_file(tmp_path, tiny_model_dir, plain_dataset):
+    train, test = tmp_path / "train.jsonl", tmp_path / "test.jsonl"
+    plain_dataset.to_json(train)
+    plain_dataset.select(range(4)).to_json(test)
+    common = [sys.executable, "-m", "raft_trainer.cli.main", "train", "--model_name_or_path", tiny_model_dir,
+              "--dataset_name", str(train), "--use_cpu", "true", "--eval_strategy", "steps", "--eval_steps", "1",
+              "--per_device_eval_batch_size", "2", *SMALL_RUN]  # fmt: skip
+    run([*common, "--dataset_test_split", str(test), "--output_dir", str(tmp_path / "out")], tmp_path)
+    history = json.loads((tmp_path / "out" / "trainer_state.json").read_text())["log_history"]
+    assert [log["step"] for log in history if "eval_loss" in log] == [1, 2]
+    out = subprocess.run(
+        [*common, "--output_dir", str(tmp_path / "out2")], capture_output=True, text=True, cwd=tmp_path
+    )
+    assert out.returncode == 2 and "pass the held-out file as --dataset_test_split" in out.stderr

@@ -16,6 +16,9 @@ def main(script_args, training_args, model_args) -> None:
     from raft_trainer.data import load_data
 
     dataset = load_data(script_args.dataset_name, script_args.dataset_config, script_args.dataset_train_split)
+    eval_dataset = None
+    if training_args.eval_strategy != "no":
+        eval_dataset = load_eval_data(script_args)
     model = model_args.model_name_or_path
     if model is None:
         from raft_trainer.default_model import default_model_path
@@ -27,7 +30,7 @@ def main(script_args, training_args, model_args) -> None:
         **(training_args.model_init_kwargs or {}),
     }  # fmt: skip
     trainer = RAFTTrainer(
-        model, args=training_args, train_dataset=dataset,
+        model, args=training_args, train_dataset=dataset, eval_dataset=eval_dataset,
         peft_config=get_peft_config(model_args), quantization_config=get_quantization_config(model_args),
     )  # fmt: skip
     result = trainer.train(resume_from_checkpoint=training_args.resume_from_checkpoint)
@@ -49,6 +52,22 @@ def main(script_args, training_args, model_args) -> None:
             f"RAFT training done: {trainer.state.global_step} steps, last {summary}; model in {training_args.output_dir}"
         )
     end_run(trainer)
+
+
+def load_eval_data(script_args):
+    """Held-out rows for `--eval_strategy steps|epoch`: `--dataset_test_split` names a split of `--dataset_name`, or a
+    local file (a local data file has a single split). Raises `ValueError` saying which when neither applies."""
+    from raft_trainer.data import DATA_BUILDERS, load_data
+
+    split = script_args.dataset_test_split
+    if os.path.splitext(split)[1].lower() in DATA_BUILDERS:
+        return load_data(split)
+    if os.path.isfile(script_args.dataset_name or ""):
+        raise ValueError(
+            f"--eval_strategy needs held-out rows, and the local file {script_args.dataset_name!r} has a single split: "
+            "pass the held-out file as --dataset_test_split my_test.jsonl (or --eval_strategy no)."
+        )
+    return load_data(script_args.dataset_name, script_args.dataset_config, split)
 
 
 def end_run(trainer) -> None:
