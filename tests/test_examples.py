@@ -153,3 +153,13 @@ def test_raft_train_evaluates_on_a_held_out_file(tmp_path, tiny_model_dir, plain
         [*common, "--output_dir", str(tmp_path / "out2")], capture_output=True, text=True, cwd=tmp_path
     )
     assert out.returncode == 2 and "pass the held-out file as --dataset_test_split" in out.stderr
+
+
+def test_raft_train_turns_on_the_forgetting_monitor(tmp_path, tiny_model_dir, plain_dataset):
+    plain_dataset.to_json(tmp_path / "train.jsonl")
+    run([sys.executable, "-m", "raft_trainer.cli.main", "train", "--model_name_or_path", tiny_model_dir,
+         "--dataset_name", str(tmp_path / "train.jsonl"), "--use_cpu", "true", "--forgetting_monitor_steps", "1",
+         "--output_dir", str(tmp_path / "out"), *SMALL_RUN], tmp_path)  # fmt: skip
+    history = json.loads((tmp_path / "out" / "trainer_state.json").read_text())["log_history"]
+    monitored = [log for log in history if "forgetting/probe_accuracy" in log]
+    assert [log["step"] for log in monitored] == [1, 2] and all(log["forgetting/drift_kl"] >= 0 for log in monitored)

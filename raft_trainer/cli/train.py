@@ -33,6 +33,10 @@ def main(script_args, training_args, model_args) -> None:
         model, args=training_args, train_dataset=dataset, eval_dataset=eval_dataset,
         peft_config=get_peft_config(model_args), quantization_config=get_quantization_config(model_args),
     )  # fmt: skip
+    if getattr(script_args, "forgetting_monitor_steps", 0) > 0:
+        from raft_trainer.eval import ForgettingMonitorCallback
+
+        trainer.add_callback(ForgettingMonitorCallback(trainer, every_n_steps=script_args.forgetting_monitor_steps))
     result = trainer.train(resume_from_checkpoint=training_args.resume_from_checkpoint)
     trainer.save_model(training_args.output_dir)
     # The standard files of a transformers/TRL run: trainer_state.json (log history included), train_results.json
@@ -95,14 +99,31 @@ def end_run(trainer) -> None:
     os._exit(0)
 
 
+def script_arguments():
+    """TRL's `ScriptArguments` plus the forgetting monitor switch (a class built on demand: TRL is imported lazily)."""
+    from dataclasses import dataclass, field
+
+    from trl import ScriptArguments
+
+    @dataclass
+    class TrainScriptArguments(ScriptArguments):
+        forgetting_monitor_steps: int = field(
+            default=0,
+            metadata={"help": "Every N optimizer steps, log forgetting/drift_kl (KL from the original model on general "
+                      "text) and forgetting/probe_accuracy (ForgettingMonitorCallback, docs/evaluation.md); 0 = off."},
+        )  # fmt: skip
+
+    return TrainScriptArguments
+
+
 def make_parser():
     from dataclasses import fields
 
-    from trl import ModelConfig, ScriptArguments, SFTConfig, TrlParser
+    from trl import ModelConfig, SFTConfig, TrlParser
 
     from raft_trainer import RAFTConfig
 
-    parser = TrlParser((ScriptArguments, RAFTConfig, ModelConfig), prog="raft train", allow_abbrev=False)
+    parser = TrlParser((script_arguments(), RAFTConfig, ModelConfig), prog="raft train", allow_abbrev=False)
     # RAFT's own options first in --help, in their own group (they would come after ~800 lines of SFT/Trainer flags)
     raft_fields = {f.name for f in fields(RAFTConfig)} - {f.name for f in fields(SFTConfig)}
     raft = parser.add_argument_group("RAFT options (RAFTConfig; docs/configuration.md)")
