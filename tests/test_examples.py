@@ -163,3 +163,13 @@ def test_raft_train_turns_on_the_forgetting_monitor(tmp_path, tiny_model_dir, pl
     history = json.loads((tmp_path / "out" / "trainer_state.json").read_text())["log_history"]
     monitored = [log for log in history if "forgetting/probe_accuracy" in log]
     assert [log["step"] for log in monitored] == [1, 2] and all(log["forgetting/drift_kl"] >= 0 for log in monitored)
+
+
+def test_cli_names_wrong_columns_with_the_columns_found(tmp_path, tiny_model_dir):
+    data = tmp_path / "wrong.jsonl"
+    data.write_text(json.dumps({"query": "Q?", "response": "A."}) + "\n")
+    command = [sys.executable, "-m", "raft_trainer.cli.main", "train", "--model_name_or_path", tiny_model_dir,
+               "--dataset_name", str(data), "--output_dir", str(tmp_path / "out")]  # fmt: skip
+    out = subprocess.run(command, capture_output=True, text=True, timeout=300, cwd=tmp_path)
+    assert out.returncode == 2 and "Traceback" not in out.stderr
+    assert "has columns ['query', 'response']" in out.stderr and "'question' and 'answer'" in out.stderr
