@@ -47,13 +47,14 @@ def load_data(name_or_path: str | None, config: str | None = None, split: str = 
             raise ValueError(f"No such data file: {name_or_path!r} (a {extension} name is read as a local file).")
         if os.path.getsize(name_or_path) == 0:
             raise ValueError(f"The data file {name_or_path!r} is empty (0 bytes): the dataset has no rows.")
-        if extension == ".jsonl":
-            read_jsonl(name_or_path)  # one pass that names the first bad line; `datasets` only says that one failed
-        elif extension == ".json":
-            _read_json(name_or_path)
         try:
             dataset = load_dataset(DATA_BUILDERS[extension], data_files={split: name_or_path}, split=split)
         except Exception as error:  # noqa: BLE001 - datasets wraps every reader failure in DatasetGenerationError
+            # `datasets` only says that the file failed: read it again line by line to name the bad line.
+            if extension == ".jsonl":
+                read_jsonl(name_or_path)
+            elif extension == ".json":
+                _read_json(name_or_path)
             cause = error.__cause__ or error
             raise ValueError(
                 f"Could not read the data file {name_or_path!r}: {type(cause).__name__}: {cause}"
