@@ -93,8 +93,10 @@ class RAFTConfig(SFTConfig):
         `"colocate"`: an engine inside each training process; `"server"`: a `trl vllm-serve` server on other GPUs.
     vllm_server_base_url (`str`, *optional*):
         Server URL (overrides host and port).
-    vllm_server_host (`str`, *optional*, defaults to `"0.0.0.0"`), vllm_server_port (`int`, defaults to `8000`):
-        Server address.
+    vllm_server_host (`str`, *optional*, defaults to `"0.0.0.0"`):
+        Server host (when no URL is given).
+    vllm_server_port (`int`, *optional*, defaults to `8000`):
+        Server port (when no URL is given).
     vllm_server_timeout (`float`, *optional*, defaults to `240.0`):
         Seconds to wait for the server.
     vllm_tensor_parallel_size (`int`, *optional*, defaults to `1`):

@@ -56,6 +56,8 @@ def load_data(name_or_path: str | None, config: str | None = None, split: str = 
             elif extension == ".json":
                 _read_json(name_or_path)
             cause = error.__cause__ or error
+            if "corresponds to no data" in str(cause):  # blank lines only, `[]`, a CSV header alone
+                raise ValueError(f"The data file {name_or_path!r} (split {split!r}) has no rows.") from None
             raise ValueError(
                 f"Could not read the data file {name_or_path!r}: {type(cause).__name__}: {cause}"
             ) from error

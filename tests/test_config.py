@@ -23,7 +23,7 @@ def test_invalid_values_are_named(tmp_path):
 
 
 def test_cli_parses_raft_flags_and_json_dict_fields(tmp_path):
-    script_args, args, model_args = make_parser().parse_args_and_config(
+    script_args, args, model_args, _mixture = make_parser().parse_args_and_config(
         args=["--output_dir", str(tmp_path), "--distillation_topk", "64", "--loss_balancing", "fixed",
               "--teacher_model_init_kwargs", '{"dtype": "float32"}', "--model_name_or_path", "some/model"]
     )  # fmt: skip

@@ -11,8 +11,22 @@ import pytest
 import trl
 
 ROOT = Path(__file__).resolve().parents[1]
-SMALL_RUN = ["--max_steps", "2", "--per_device_train_batch_size", "2", "--max_completion_length", "4",
-             "--distillation_topk", "8", "--report_to", "none", "--logging_steps", "1", "--save_strategy", "no"]  # fmt: skip
+SMALL_RUN = [
+    "--max_steps",
+    "2",
+    "--per_device_train_batch_size",
+    "2",
+    "--max_completion_length",
+    "4",
+    "--distillation_topk",
+    "8",
+    "--report_to",
+    "none",
+    "--logging_steps",
+    "1",
+    "--save_strategy",
+    "no",
+]
 
 
 @pytest.fixture
@@ -56,8 +70,20 @@ def test_example_is_trl_sft_script_with_only_trainer_and_config_swapped():
 
 
 def test_example_script_trains_a_few_steps(tmp_path, tiny_model_dir, data_dir):
-    output = run([sys.executable, str(ROOT / "examples" / "sft_raft.py"), "--model_name_or_path", tiny_model_dir,
-                  "--dataset_name", str(data_dir), "--output_dir", str(tmp_path / "out"), *SMALL_RUN], cwd=tmp_path)  # fmt: skip
+    output = run(
+        [
+            sys.executable,
+            str(ROOT / "examples" / "sft_raft.py"),
+            "--model_name_or_path",
+            tiny_model_dir,
+            "--dataset_name",
+            str(data_dir),
+            "--output_dir",
+            str(tmp_path / "out"),
+            *SMALL_RUN,
+        ],
+        cwd=tmp_path,
+    )
     assert "raft/lambda" in output and "raft/kl_loss" in output
     assert (tmp_path / "out" / "model.safetensors").exists()
 
@@ -66,8 +92,10 @@ def test_cli_trains_from_a_yaml_recipe_and_writes_its_log(tmp_path, tiny_model_d
     data = tmp_path / "domain.jsonl"
     plain_dataset.to_json(data)
     recipe = tmp_path / "recipe.yaml"
-    recipe.write_text(f"model_name_or_path: {tiny_model_dir}\ndataset_name: {data}\ndistillation_temperature: 2.0\n"
-                      f"output_dir: {tmp_path / 'out'}\n")  # fmt: skip
+    recipe.write_text(
+        f"model_name_or_path: {tiny_model_dir}\ndataset_name: {data}\ndistillation_temperature: 2.0\n"
+        f"output_dir: {tmp_path / 'out'}\n"
+    )
     output = run(
         [sys.executable, "-m", "raft_trainer.cli.main", "train", "--config", str(recipe), *SMALL_RUN], tmp_path
     )
@@ -94,10 +122,13 @@ def test_cli_rejects_unknown_commands():
         (["train", "--fixed_lambda", "nan"], "raft train: error: .*fixed_lambda"),  # refused in RAFTConfig
         (["train", "--distilation_topk", "64"], "unknown flag --distilation_topk; did you mean --distillation_topk?"),
         (["train", "--max_step", "3"], "unknown flag --max_step; did you mean --max_steps?"),  # no abbreviations
-        (["refine", "--judge_retry", "2"], "raft refine: error: unknown flag --judge_retry; did you mean --judge_retries?"),
+        (
+            ["refine", "--judge_retry", "2"],
+            "raft refine: error: unknown flag --judge_retry; did you mean --judge_retries?",
+        ),
         (["eval", "--domain_dataset", "missing.jsonl"], "raft eval: error: No such data file: 'missing.jsonl'"),
     ],
-)  # fmt: skip
+)
 def test_cli_mistakes_are_one_line_and_exit_2(tmp_path, args, message):
     import re
 
@@ -125,9 +156,24 @@ def test_raft_train_accepts_question_answer_and_sharegpt_data(tmp_path, tiny_mod
         lines = [{"conversations": [{"from": "human", "value": q}, {"from": "gpt", "value": a}]} for q, a in rows]
     data = tmp_path / f"{layout}.jsonl"
     data.write_text("".join(json.dumps(line) + "\n" for line in lines))
-    output = run([sys.executable, "-m", "raft_trainer.cli.main", "train", "--model_name_or_path", tiny_model_dir,
-                  "--dataset_name", str(data), "--output_dir", str(tmp_path / "out"), "--use_cpu", "true",
-                  *SMALL_RUN], tmp_path)  # fmt: skip
+    output = run(
+        [
+            sys.executable,
+            "-m",
+            "raft_trainer.cli.main",
+            "train",
+            "--model_name_or_path",
+            tiny_model_dir,
+            "--dataset_name",
+            str(data),
+            "--output_dir",
+            str(tmp_path / "out"),
+            "--use_cpu",
+            "true",
+            *SMALL_RUN,
+        ],
+        tmp_path,
+    )
     assert "RAFT training done: 2 steps" in output
 
 
@@ -137,15 +183,90 @@ def test_raft_options_come_first_in_help():
     text = make_parser().format_help()
     raft, rest = text.index("RAFT options"), text.index("data, training (SFTConfig")
     assert raft < rest and raft < text.index("  --distillation_topk") < rest < text.index("  --learning_rate ")
+    flat = " ".join(text.split())  # RAFTConfig's docstring is the help of its flags
+    assert "K: the teacher's top-K tokens over which both distributions are renormalised. (default: 512)" in flat
+    assert "--no_use_distillation, --no-use-distillation Same as --use_distillation false." in flat
+    assert text.startswith("usage: raft train [--config FILE.yaml]")
+
+
+def write_qa(path, rows, question="question", answer="answer"):
+    path.write_text("".join(json.dumps({question: q, answer: a}) + "\n" for q, a in rows))
+    return str(path)
+
+
+def test_train_data_mixture_question_columns_and_held_out_rows(tmp_path):
+    """TRL's `datasets:` mixture (fractions, test_split_size) and `--question_column/--answer_column` renaming."""
+    from trl import DatasetMixtureConfig
+
+    from raft_trainer.cli.train import load_train_and_eval_data, script_arguments
+
+    first = write_qa(tmp_path / "a.jsonl", [(f"q{i}", f"a{i}") for i in range(30)], "q", "a")
+    second = write_qa(tmp_path / "b.jsonl", [(f"Q{i}", f"A{i}") for i in range(10)], "q", "a")
+    mixture = DatasetMixtureConfig(
+        datasets=[
+            {"path": "json", "data_files": first, "fraction": 0.5},
+            {"path": "json", "data_files": second, "fraction": 0.5},
+        ],
+        test_split_size=0.25,
+    )
+    args = script_arguments()(question_column="q", answer_column="a")
+    train, held_out = load_train_and_eval_data(args, type("Args", (), {"eval_strategy": "steps"}), mixture)
+    assert train.column_names == held_out.column_names == ["question", "answer"]
+    assert (len(train), len(held_out)) == (15, 5)  # 10 + 10 rows (equal shares, no oversampling), 25% held out
+    no_eval = type("Args", (), {"eval_strategy": "no"})
+    train, held_out = load_train_and_eval_data(
+        script_arguments()(dataset_name=first, question_column="q", answer_column="a"), no_eval
+    )
+    assert len(train) == 30 and held_out is None and train[0] == {"question": "q0", "answer": "a0"}
+    with pytest.raises(ValueError, match=r"no column \['prompt'\] in the data; its columns are \['q', 'a'\]"):
+        load_train_and_eval_data(script_arguments()(dataset_name=first, question_column="prompt"), no_eval)
+    with pytest.raises(ValueError, match="both --dataset_name and a `datasets:` mixture"):
+        load_train_and_eval_data(script_arguments()(dataset_name=first), no_eval, mixture)
+    mixture.test_split_size = None
+    with pytest.raises(ValueError, match="set `test_split_size` in the mixture"):
+        load_train_and_eval_data(script_arguments()(), type("Args", (), {"eval_strategy": "steps"}), mixture)
+
+
+def test_raft_train_reads_a_mixture_from_its_yaml(tmp_path, tiny_model_dir, capsys):
+    from raft_trainer.cli.main import main as raft
+
+    rows = [("What is the capital of France?", "Paris."), ("How many legs has a spider?", "Eight.")] * 4
+    config = tmp_path / "mix.yaml"
+    config.write_text(
+        f"model_name_or_path: {tiny_model_dir}\nquestion_column: q\nanswer_column: a\ndatasets:\n"
+        f"  - {{path: json, data_files: {write_qa(tmp_path / 'a.jsonl', rows, 'q', 'a')}}}\n"
+        f"  - {{path: json, data_files: {write_qa(tmp_path / 'b.jsonl', rows[:4], 'q', 'a')}}}\n"
+        "test_split_size: 0.25\neval_strategy: steps\neval_steps: 2\n"
+    )
+    raft(["train", "--config", str(config), "--output_dir", str(tmp_path / "out"), "--use_cpu", "true", *SMALL_RUN])
+    assert "RAFT training done: 2 steps" in capsys.readouterr().out
+    history = json.loads((tmp_path / "out" / "trainer_state.json").read_text())["log_history"]
+    assert [log["step"] for log in history if "eval_loss" in log] == [2]
 
 
 def test_raft_train_evaluates_on_a_held_out_file(tmp_path, tiny_model_dir, plain_dataset):
     train, test = tmp_path / "train.jsonl", tmp_path / "test.jsonl"
     plain_dataset.to_json(train)
     plain_dataset.select(range(4)).to_json(test)
-    common = [sys.executable, "-m", "raft_trainer.cli.main", "train", "--model_name_or_path", tiny_model_dir,
-              "--dataset_name", str(train), "--use_cpu", "true", "--eval_strategy", "steps", "--eval_steps", "1",
-              "--per_device_eval_batch_size", "2", *SMALL_RUN]  # fmt: skip
+    common = [
+        sys.executable,
+        "-m",
+        "raft_trainer.cli.main",
+        "train",
+        "--model_name_or_path",
+        tiny_model_dir,
+        "--dataset_name",
+        str(train),
+        "--use_cpu",
+        "true",
+        "--eval_strategy",
+        "steps",
+        "--eval_steps",
+        "1",
+        "--per_device_eval_batch_size",
+        "2",
+        *SMALL_RUN,
+    ]
     run([*common, "--dataset_test_split", str(test), "--output_dir", str(tmp_path / "out")], tmp_path)
     history = json.loads((tmp_path / "out" / "trainer_state.json").read_text())["log_history"]
     assert [log["step"] for log in history if "eval_loss" in log] == [1, 2]
@@ -157,9 +278,26 @@ def test_raft_train_evaluates_on_a_held_out_file(tmp_path, tiny_model_dir, plain
 
 def test_raft_train_turns_on_the_forgetting_monitor(tmp_path, tiny_model_dir, plain_dataset):
     plain_dataset.to_json(tmp_path / "train.jsonl")
-    run([sys.executable, "-m", "raft_trainer.cli.main", "train", "--model_name_or_path", tiny_model_dir,
-         "--dataset_name", str(tmp_path / "train.jsonl"), "--use_cpu", "true", "--forgetting_monitor_steps", "1",
-         "--output_dir", str(tmp_path / "out"), *SMALL_RUN], tmp_path)  # fmt: skip
+    run(
+        [
+            sys.executable,
+            "-m",
+            "raft_trainer.cli.main",
+            "train",
+            "--model_name_or_path",
+            tiny_model_dir,
+            "--dataset_name",
+            str(tmp_path / "train.jsonl"),
+            "--use_cpu",
+            "true",
+            "--forgetting_monitor_steps",
+            "1",
+            "--output_dir",
+            str(tmp_path / "out"),
+            *SMALL_RUN,
+        ],
+        tmp_path,
+    )
     history = json.loads((tmp_path / "out" / "trainer_state.json").read_text())["log_history"]
     monitored = [log for log in history if "forgetting/probe_accuracy" in log]
     assert [log["step"] for log in monitored] == [1, 2] and all(log["forgetting/drift_kl"] >= 0 for log in monitored)
@@ -168,8 +306,18 @@ def test_raft_train_turns_on_the_forgetting_monitor(tmp_path, tiny_model_dir, pl
 def test_cli_names_wrong_columns_with_the_columns_found(tmp_path, tiny_model_dir):
     data = tmp_path / "wrong.jsonl"
     data.write_text(json.dumps({"query": "Q?", "response": "A."}) + "\n")
-    command = [sys.executable, "-m", "raft_trainer.cli.main", "train", "--model_name_or_path", tiny_model_dir,
-               "--dataset_name", str(data), "--output_dir", str(tmp_path / "out")]  # fmt: skip
+    command = [
+        sys.executable,
+        "-m",
+        "raft_trainer.cli.main",
+        "train",
+        "--model_name_or_path",
+        tiny_model_dir,
+        "--dataset_name",
+        str(data),
+        "--output_dir",
+        str(tmp_path / "out"),
+    ]
     out = subprocess.run(command, capture_output=True, text=True, timeout=300, cwd=tmp_path)
     assert out.returncode == 2 and "Traceback" not in out.stderr
     assert "has columns ['query', 'response']" in out.stderr and "'question' and 'answer'" in out.stderr

@@ -405,3 +405,40 @@ def test_a_store_written_before_a_new_setting_existed_still_resumes(tmp_path, mi
     assert len(read_jsonl(tmp_path / "refined" / "refined.jsonl")) == 3
     with pytest.raises(ValueError, match=r"judge_retries: 1 -> 3"):
         refine(config(tmp_path, judge_retries=3), qa_dataset(QA[:3]), backends=pool(), semantic_filter=minilm)
+
+
+def test_output_format_auto_follows_the_models_chat_template(tmp_path):
+    """`output_format="auto"` (the default of refine and eval): chat prompts for a tokenizer with a chat template,
+    plain "Question: ...\nAnswer:" prompts without one (the rule `raft train` applies); served models by `--api`."""
+    from raft_trainer.refine.config import resolve_output_format
+
+    from conftest import build_tokenizer
+
+    for chat, expected in ((True, "conversational"), (False, "plain")):
+        build_tokenizer(chat_template=chat).save_pretrained(tmp_path / str(chat))
+        assert resolve_output_format("auto", str(tmp_path / str(chat))) == expected
+        assert resolve_output_format("auto", f"vllm:{tmp_path / str(chat)}") == expected
+    assert resolve_output_format("plain", str(tmp_path / "True")) == "plain"  # an explicit format is kept
+    assert resolve_output_format("auto", "m@http://127.0.0.1:8000/v1") == "conversational"
+    assert resolve_output_format("auto", "m@http://127.0.0.1:8000/v1", api="completions") == "plain"
+    assert resolve_output_format("auto", "anything", backend=ScriptedBackend("s", str)) == "conversational"
+    with pytest.raises(ValueError, match="'auto', 'conversational' or 'plain'"):
+        RefineConfig(output_dir=str(tmp_path), output_format="chat")
+
+
+def test_refine_with_auto_format_writes_plain_prompts_for_a_model_without_chat_template(tmp_path, minilm):
+    """End to end: a base model (no chat template) as rewriter gets plain prompts, and the stored run settings say
+    which format was used (so a resume compares the concrete format)."""
+    from conftest import build_model, build_tokenizer
+
+    tokenizer = build_tokenizer(chat_template=False)
+    build_model(tokenizer).save_pretrained(tmp_path / "base")
+    tokenizer.save_pretrained(tmp_path / "base")
+    config = RefineConfig(
+        output_dir=str(tmp_path / "out"), rewrite_model=str(tmp_path / "base"), fusion=False, rewrite_max_new_tokens=4
+    )
+    refine(config, qa_dataset(QA[:2]), semantic_filter=minilm)
+    rows = [json.loads(line) for line in (tmp_path / "out" / "refined.jsonl").read_text().splitlines()]
+    assert [row["prompt"] for row in rows] == [f"Question: {q}\nAnswer:" for q, _ in QA[:2]]
+    stored = json.loads((tmp_path / "out" / "run_config.json").read_text())["outcome"]
+    assert stored["output_format"] == "plain"

@@ -169,6 +169,10 @@ class BackendPool:
         self.options = options or BackendOptions()
         self._backends: dict[str, GenerationBackend] = dict(prebuilt)
 
+    def built(self, spec: str) -> GenerationBackend | None:
+        """The backend for `spec` if it is already built (or was passed prebuilt), else `None`."""
+        return self._backends.get(spec)
+
     def get(self, spec: str) -> GenerationBackend:
         if spec not in self._backends:
             self._backends[spec] = load_backend(spec, self.options)

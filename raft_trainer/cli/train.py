@@ -9,16 +9,12 @@ from __future__ import annotations
 import os
 
 
-def main(script_args, training_args, model_args) -> None:
+def main(script_args, training_args, model_args, dataset_args=None) -> None:
     from trl import get_peft_config, get_quantization_config
 
     from raft_trainer import RAFTTrainer
-    from raft_trainer.data import load_data
 
-    dataset = load_data(script_args.dataset_name, script_args.dataset_config, script_args.dataset_train_split)
-    eval_dataset = None
-    if training_args.eval_strategy != "no":
-        eval_dataset = load_eval_data(script_args)
+    dataset, eval_dataset = load_train_and_eval_data(script_args, training_args, dataset_args)
     model = model_args.model_name_or_path
     if model is None:
         from raft_trainer.default_model import default_model_path
@@ -56,6 +52,45 @@ def main(script_args, training_args, model_args) -> None:
             f"RAFT training done: {trainer.state.global_step} steps, last {summary}; model in {training_args.output_dir}"
         )
     end_run(trainer)
+
+
+def load_train_and_eval_data(script_args, training_args, dataset_args=None):
+    """The training rows and, when `--eval_strategy` is not `no`, the held-out rows.
+
+    A mixture (`datasets:` in the YAML, TRL's `DatasetMixtureConfig`) is loaded by `trl.get_dataset`, its held-out
+    rows from `test_split_size`; otherwise `--dataset_name` (a dataset name or a local file, default: the bundled
+    example) by `raft_trainer.data.load_data`. `--question_column`/`--answer_column` rename a question/answer
+    layout's columns to `question`/`answer`. Raises `ValueError` naming what is missing.
+    """
+    from raft_trainer.data import load_data
+
+    evaluating = training_args.eval_strategy != "no"
+    if dataset_args is not None and dataset_args.datasets:
+        from trl import get_dataset
+
+        if script_args.dataset_name:
+            raise ValueError("both --dataset_name and a `datasets:` mixture are given: keep one.")
+        mixture = get_dataset(dataset_args)
+        if evaluating and "test" not in mixture:
+            raise ValueError("--eval_strategy needs held-out rows: set `test_split_size` in the mixture.")
+        train, held_out = mixture["train"], mixture["test"] if evaluating else None
+    else:
+        train = load_data(script_args.dataset_name, script_args.dataset_config, script_args.dataset_train_split)
+        held_out = load_eval_data(script_args) if evaluating else None
+    return tuple(None if d is None else rename_qa_columns(d, script_args) for d in (train, held_out))
+
+
+def rename_qa_columns(dataset, script_args):
+    """`--question_column q --answer_column a`: the columns renamed to `question`/`answer` (the layout
+    `raft_trainer.data.normalize_dataset` reads). Raises `ValueError` naming a column the data lacks."""
+    renames = {
+        getattr(script_args, f"{role}_column", None): role
+        for role in ("question", "answer")
+        if getattr(script_args, f"{role}_column", None) not in (None, role)
+    }
+    if missing := sorted(set(renames) - set(dataset.column_names)):
+        raise ValueError(f"no column {missing} in the data; its columns are {dataset.column_names}.")
+    return dataset.rename_columns(renames) if renames else dataset
 
 
 def load_eval_data(script_args):
@@ -107,11 +142,21 @@ def script_arguments():
 
     @dataclass
     class TrainScriptArguments(ScriptArguments):
+        question_column: str | None = field(
+            default=None,
+            metadata={"help": "Question column of a question/answer dataset (default: question)."},
+        )
+        answer_column: str | None = field(
+            default=None,
+            metadata={"help": "Answer column of a question/answer dataset (default: answer)."},
+        )
         forgetting_monitor_steps: int = field(
             default=0,
-            metadata={"help": "Every N optimizer steps, log forgetting/drift_kl (KL from the original model on general "
-                      "text) and forgetting/probe_accuracy (ForgettingMonitorCallback, docs/evaluation.md); 0 = off."},
-        )  # fmt: skip
+            metadata={
+                "help": "Every N optimizer steps, log forgetting/drift_kl (KL from the original model on general "
+                "text) and forgetting/probe_accuracy (ForgettingMonitorCallback, docs/evaluation.md); 0 = off."
+            },
+        )
 
     return TrainScriptArguments
 
@@ -119,21 +164,56 @@ def script_arguments():
 def make_parser():
     from dataclasses import fields
 
-    from trl import ModelConfig, SFTConfig, TrlParser
+    from trl import DatasetMixtureConfig, ModelConfig, SFTConfig, TrlParser
 
     from raft_trainer import RAFTConfig
 
-    parser = TrlParser((script_arguments(), RAFTConfig, ModelConfig), prog="raft train", allow_abbrev=False)
-    # RAFT's own options first in --help, in their own group (they would come after ~800 lines of SFT/Trainer flags)
+    parser = TrlParser(
+        (script_arguments(), RAFTConfig, ModelConfig, DatasetMixtureConfig), prog="raft train", allow_abbrev=False
+    )
+    parser.usage = (  # argparse would list all ~300 flags here
+        "raft train [--config FILE.yaml] [--model_name_or_path MODEL] [--dataset_name DATA] [--output_dir DIR]\n"
+        "                  [RAFT options] [SFTConfig/TrainingArguments options] [ModelConfig options]\n"
+        "       raft train --accelerate_config zero2|zero3|multi_gpu|FILE.yaml [--num_processes N] [...]"
+    )
+    # RAFT's own options first in --help, in their own group (they would come after ~800 lines of SFT/Trainer
+    # flags), each with its documentation from RAFTConfig's docstring.
     raft_fields = {f.name for f in fields(RAFTConfig)} - {f.name for f in fields(SFTConfig)}
+    documented = docstring_parameters(RAFTConfig.__doc__)
     raft = parser.add_argument_group("RAFT options (RAFTConfig; docs/configuration.md)")
     rest = parser.add_argument_group("data, training (SFTConfig, TrainingArguments) and model (ModelConfig) options")
     general = parser._action_groups[1]  # "options"
     for action in list(general._group_actions):
-        if action.dest != "help":
-            general._group_actions.remove(action)
-            (raft if action.dest in raft_fields else rest)._group_actions.append(action)
+        if action.dest == "help":
+            continue
+        general._group_actions.remove(action)
+        if action.dest in raft_fields:
+            negative = action.option_strings[0].startswith("--no_")  # HfArgumentParser's `--no_<flag>` for bools
+            text = f"Same as --{action.dest} false." if negative else documented.get(action.dest, action.help)
+            action.help = text.replace("%", "%%")
+            raft._group_actions.append(action)
+        else:
+            rest._group_actions.append(action)
     return parser
+
+
+def docstring_parameters(docstring: str | None) -> dict[str, str]:
+    """{name: text} from a docstring's parameter entries in the Hugging Face style
+    (`name (`type`, *optional*, defaults to ...):` then indented lines), the text joined on one line (argparse
+    adds the default)."""
+    import re
+
+    entries, name = {}, None
+    for line in (docstring or "").splitlines():
+        header = re.match(r"^\s{4}(\w+) \((.*)\):\s*$", line)
+        if header:
+            name = header.group(1)
+            entries[name] = []
+        elif name and line.startswith(" " * 8) and line.strip():
+            entries[name].append(line.strip())
+        else:
+            name = None
+    return {key: " ".join(words) for key, words in entries.items()}
 
 
 if __name__ == "__main__":

@@ -2,15 +2,18 @@
 
 from __future__ import annotations
 
+import copy
 import logging
 import os
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from statistics import mean
 
 from ..backends import BackendPool, GenerationBackend, SamplingSettings
 from ..backends.local import TransformersBackend
 from ..data import read_jsonl
+from ..refine.config import resolve_output_format
 from ..refine.prompts import load_prompt
 from .config import EvalConfig
 from .domain import contains_answer, exact_match, majority_vote, parse_verdict, token_f1
@@ -31,17 +34,16 @@ class EvalData:
     general_text: list[str] = field(default_factory=list)
 
     @classmethod
-    def load(cls, config: EvalConfig) -> EvalData:
+    def load(cls, config: EvalConfig, prompt_format: Callable[[], str] | None = None) -> EvalData:
+        """Read and check every set `config.metrics` needs. `prompt_format` makes `output_format="auto"` concrete
+        (it may load a tokenizer): called after every file is read and checked, before domain rows are built."""
         from ..data import load_data
         from ..refine.inputs import read_rows
 
         limit = config.limit
-        rows, skipped = [], []
+        domain = None
         if "domain" in config.metrics:
-            dataset = load_data(config.domain_dataset, config.dataset_config, config.dataset_split)
-            rows, skipped = read_rows(dataset, config)
-        if skipped:
-            logger.warning("domain set: %d rows skipped (%s)", len(skipped), skipped[0]["reason"])
+            domain = load_data(config.domain_dataset, config.dataset_config, config.dataset_split)
         ifeval, probes, text = [], [], []
         if "ifeval" in config.metrics:
             source = config.ifeval_dataset or bundled("ifeval_prompts.jsonl")
@@ -53,8 +55,18 @@ class EvalData:
             text_file = config.general_text_file or bundled("general_text.txt")
             text = read_paragraphs(text_file)
             if not text:
-                raise ValueError(f"The general text file {text_file!r} has no paragraphs: perplexity and drift need "
-                                 "text (blank-line-separated paragraphs), or leave them out of --metrics.")  # fmt: skip
+                raise ValueError(
+                    f"The general text file {text_file!r} has no paragraphs: perplexity and drift need "
+                    "text (blank-line-separated paragraphs), or leave them out of --metrics."
+                )
+        rows, skipped = [], []
+        if domain is not None:
+            if config.output_format == "auto" and prompt_format is not None:
+                config = copy.copy(config)
+                config.output_format = prompt_format()
+            rows, skipped = read_rows(domain, config)
+        if skipped:
+            logger.warning("domain set: %d rows skipped (%s)", len(skipped), skipped[0]["reason"])
         return cls(rows, ifeval[:limit], probes[:limit], text[:limit])  # read_rows applied the limit
 
 
@@ -203,9 +215,14 @@ def evaluate(config: EvalConfig, *, backends: BackendPool | None = None) -> dict
     if baseline != "base" and baseline not in named:
         raise ValueError(f"--baseline {baseline!r} is not among the models {['base', *named]}.")
     backends = backends or BackendPool(config.backend_options())
-    data = EvalData.load(config)
-    judges = [backends.get(spec) for spec in config.judge_models] if "domain" in config.metrics else []
+
+    def base_prompt_format() -> str:  # `output_format="auto"`: the base model's tokenizer decides
+        spec = config.base_model or default_model_path()
+        return resolve_output_format("auto", spec, config.api, backends.built(spec))
+
+    data = EvalData.load(config, base_prompt_format)
     specs = {"base": config.base_model or default_model_path(), **named}
+    judges = [backends.get(spec) for spec in config.judge_models] if "domain" in config.metrics else []
     base = backends.get(specs["base"])
     results = {}
     for name, spec in tqdm(specs.items(), desc="raft eval", unit="model"):

@@ -11,6 +11,31 @@ DEFAULT_EMBEDDING_MODEL = "sentence-transformers/all-MiniLM-L6-v2"
 DEFAULT_STOP = ("\nQuestion:", "\nReference answer:", "\n\n\n")
 
 
+def resolve_output_format(output_format: str, model_spec: str, api: str = "chat", backend=None) -> str:
+    """`output_format` with `"auto"` made concrete for the model that will read the prompts.
+
+    `"auto"`: `"conversational"` when the tokenizer of `model_spec` (a local path, a hub name or `vllm:PATH`) has a
+    chat template, else `"plain"` (the rule `raft train` applies, `data.qa_prompt_format`); a served model
+    (`name@http://...`) is conversational for `api="chat"` and plain for `api="completions"`. An already built
+    `backend` for the spec is asked instead: its tokenizer decides, and one without a tokenizer takes chat prompts.
+    """
+    if output_format != "auto":
+        return output_format
+    if backend is not None:
+        from ..data import qa_prompt_format
+
+        tokenizer = getattr(backend, "tokenizer", None)
+        return "conversational" if tokenizer is None else qa_prompt_format(tokenizer)
+    _, sep, url = model_spec.rpartition("@")
+    if sep and url.startswith(("http://", "https://")):
+        return "conversational" if api == "chat" else "plain"
+    from transformers import AutoTokenizer
+
+    from ..data import qa_prompt_format
+
+    return qa_prompt_format(AutoTokenizer.from_pretrained(model_spec.removeprefix("vllm:")))
+
+
 def _help(text: str, **kwargs):
     return field(metadata={"help": text}, **kwargs)  # the `help` is the field's documentation (argparse, docs)
 
@@ -27,15 +52,17 @@ class QADataArguments:
     answer_column: str | None = _help("Gold answer column (default: answer, else completion).", default=None)
     id_column: str | None = _help("Row id column (default: id if present, else the row number).", default=None)
     output_format: str = _help(
-        "Prompt format for question/answer input: 'conversational' (a user message, for chat models) or 'plain' "
-        "(plain_prompt_template). prompt/completion and messages input keep their own format.", default="conversational"
-    )  # fmt: skip
+        "Prompt format for question/answer input: 'auto' (conversational when the model's tokenizer has a chat "
+        "template, else plain; a served model: by --api), 'conversational' (a user message, for chat models) or "
+        "'plain' (plain_prompt_template). prompt/completion and messages input keep their own format.",
+        default="auto",
+    )
     plain_prompt_template: str = _help("Plain prompt for output_format=plain.", default=DEFAULT_PLAIN_PROMPT)
     max_input_chars: int = _help("Rows whose question + answer exceed this many characters are skipped.", default=8000)
 
     def __post_init__(self):
-        if self.output_format not in {"conversational", "plain"}:
-            raise ValueError(f"output_format must be 'conversational' or 'plain', got {self.output_format!r}.")
+        if self.output_format not in {"auto", "conversational", "plain"}:
+            raise ValueError(f"output_format must be 'auto', 'conversational' or 'plain', got {self.output_format!r}.")
         if "{question}" not in self.plain_prompt_template:
             raise ValueError("plain_prompt_template must contain '{question}'.")
 

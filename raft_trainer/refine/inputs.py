@@ -72,8 +72,13 @@ def _text(value: Any, role: str) -> str | None:
 def read_rows(dataset, config: RefineConfig) -> tuple[list[RefineRow], list[dict]]:
     """Rows to refine and skipped rows (`{"id", "row", "reason"}`), in input order.
 
+    Question/answer rows get prompts in `config.output_format`; `"auto"` is made concrete from the model by
+    `refine()` and `evaluate()` before they call this, and read here, without a model, as `"conversational"`.
+
     Raises `ValueError` when no row is usable (an empty dataset, or every row skipped: the first reason is named)."""
     from datasets import Dataset
+
+    output_format = "conversational" if config.output_format == "auto" else config.output_format
 
     columns = list(dataset.column_names)
     if "conversations" in columns and not {"messages", "question", "prompt"} & set(columns):
@@ -112,7 +117,7 @@ def read_rows(dataset, config: RefineConfig) -> tuple[list[RefineRow], list[dict
             if isinstance(prompt, str):
                 question = question_from_plain_prompt(prompt, config.plain_prompt_template)
         else:
-            prompt, prefix = qa_prompt(question, config.output_format, config.plain_prompt_template)
+            prompt, prefix = qa_prompt(question, output_format, config.plain_prompt_template)
         aliases = example.get("aliases")
         aliases = tuple(a for a in aliases if isinstance(a, str) and a.strip()) if isinstance(aliases, list) else ()
         rows.append(RefineRow(row_id, question.strip(), answer.strip(), prompt, prefix, aliases))

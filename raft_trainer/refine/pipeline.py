@@ -4,12 +4,13 @@ same as in an uninterrupted run (fixed batches, per-batch seeds)."""
 
 from __future__ import annotations
 
+import copy
 import time
 from dataclasses import dataclass, fields, replace
 from pathlib import Path
 
 from ..backends import BackendError, BackendPool, GenerationBackend, SamplingSettings
-from .config import RefineConfig
+from .config import RefineConfig, resolve_output_format
 from .fusion import FusionResult, FusionStep
 from .inputs import RefineRow, read_rows
 from .prompts import PromptTemplate, load_prompt
@@ -106,6 +107,18 @@ def build_refiner(
     )  # fmt: skip
 
 
+def _with_concrete_output_format(config: RefineConfig, backends: BackendPool | None) -> RefineConfig:
+    """`output_format="auto"` decided by the rewrite model's tokenizer (what is stored and compared on resume)."""
+    if config.output_format != "auto":
+        return config
+    from ..default_model import default_model_path
+
+    spec = config.rewrite_model or default_model_path()
+    config = copy.copy(config)
+    config.output_format = resolve_output_format("auto", spec, config.api, backends.built(spec) if backends else None)
+    return config
+
+
 def _check_or_write_run_config(path: Path, config: RefineConfig) -> None:
     import json
 
@@ -161,12 +174,13 @@ def _refine_into(output: Path, config: RefineConfig, dataset, backends, semantic
     from ..data import load_data
 
     start = time.perf_counter()
+    if dataset is None:  # read (and checked) before any model is touched
+        dataset = load_data(config.dataset_name, config.dataset_config, config.dataset_split)
+    config = _with_concrete_output_format(config, backends)
     if config.overwrite:
         for name in OUTPUT_FILES:
             (output / name).unlink(missing_ok=True)
     _check_or_write_run_config(output / "run_config.json", config)
-    if dataset is None:
-        dataset = load_data(config.dataset_name, config.dataset_config, config.dataset_split)
     rows, skipped = read_rows(dataset, config)
     write_text_atomic(output / "skipped.jsonl", jsonl_text(skipped))
     store = AppendOnlyJsonl(output / "refined.jsonl")
