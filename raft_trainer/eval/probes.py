@@ -22,8 +22,12 @@ def bundled(name: str) -> str:
 
 
 def read_paragraphs(path: str) -> list[str]:
-    """Blank-line-separated paragraphs of a text file."""
-    return [p.strip() for p in Path(path).read_text(encoding="utf-8").split("\n\n") if p.strip()]
+    """Blank-line-separated paragraphs of a UTF-8 text file. Raises `ValueError` naming a file that is not UTF-8."""
+    try:
+        text = Path(path).read_text(encoding="utf-8")
+    except UnicodeDecodeError as error:
+        raise ValueError(f"The text file {path!r} is not UTF-8 ({error.reason} at byte {error.start}).") from None
+    return [p.strip() for p in text.split("\n\n") if p.strip()]
 
 
 def probe_prompt(question: str) -> str:
