@@ -19,8 +19,15 @@ class RAFTCallback(TrainerCallback, ExportableState):
         beta, eps, mode, fixed_lambda: the balancer's settings (used when rebuilding from a checkpoint).
     """
 
-    def __init__(self, balancer: EMALossBalancer | None = None, *, beta: float = 0.9, eps: float = 1e-8,
-                 mode: str = "ema", fixed_lambda: float = 1.0):  # fmt: skip
+    def __init__(
+        self,
+        balancer: EMALossBalancer | None = None,
+        *,
+        beta: float = 0.9,
+        eps: float = 1e-8,
+        mode: str = "ema",
+        fixed_lambda: float = 1.0,
+    ):
         self.balancer = balancer or EMALossBalancer(beta, eps, mode, fixed_lambda)
         self._restored = False
 

@@ -132,13 +132,16 @@ class RAFTConfig(SFTConfig):
     num_generations: int = field(default=1, metadata={"help": "Rollouts per prompt."})
     stop_strings: list[str] | None = field(
         default=None,
-        metadata={"help": "Rollouts end at the first of these strings, like at EOS (default: a newline when the "
-                  "tokenizer has no chat template, else none; [] for none)."},
-    )  # fmt: skip
+        metadata={
+            "help": "Rollouts end at the first of these strings, like at EOS (default: a newline when the "
+            "tokenizer has no chat template, else none; [] for none)."
+        },
+    )
     ds3_gather_for_generation: bool = field(default=True, metadata={"help": "Gather ZeRO-3 weights to generate."})
     use_vllm: bool = field(default=False, metadata={"help": "Sample rollouts with vLLM (GPU, extra [vllm])."})
-    vllm_mode: str = field(default="colocate", metadata={"help": "'colocate' or 'server'.",
-                                                         "choices": ["colocate", "server"]})  # fmt: skip
+    vllm_mode: str = field(
+        default="colocate", metadata={"help": "'colocate' or 'server'.", "choices": ["colocate", "server"]}
+    )
     vllm_server_base_url: str | None = field(default=None, metadata={"help": "vLLM server URL."})
     vllm_server_host: str = field(default="0.0.0.0", metadata={"help": "vLLM server host."})
     vllm_server_port: int = field(default=8000, metadata={"help": "vLLM server port."})
@@ -156,8 +159,11 @@ class RAFTConfig(SFTConfig):
             self.stop_strings = decode_escapes(
                 [self.stop_strings] if isinstance(self.stop_strings, str) else self.stop_strings
             )
-        bad = [f"{name}={getattr(self, name)!r} (must be {rule})" for name, (ok, rule) in _range_table().items()
-               if not ok(getattr(self, name))]  # fmt: skip
+        bad = [
+            f"{name}={getattr(self, name)!r} (must be {rule})"
+            for name, (ok, rule) in _range_table().items()
+            if not ok(getattr(self, name))
+        ]
         if bad:
             raise ValueError(f"Invalid RAFTConfig values: {'; '.join(bad)}.")
         if self.answer_conditioning:

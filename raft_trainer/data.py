@@ -219,8 +219,9 @@ def normalize_dataset(
         columns = get_dataset_column_names(dataset)
     if {"question", "answer"} <= set(columns) and not {"prompt", "completion", "messages"} & set(columns):
         output_format = qa_format() if callable(qa_format) else qa_format
-        dataset = dataset.map(_from_question_answer, fn_kwargs={"output_format": output_format},
-                              remove_columns=["question", "answer"])  # fmt: skip
+        dataset = dataset.map(
+            _from_question_answer, fn_kwargs={"output_format": output_format}, remove_columns=["question", "answer"]
+        )
         columns = get_dataset_column_names(dataset)
     if "messages" in columns and not {"prompt", "completion"} <= set(columns):
         dataset = dataset.map(split_messages, remove_columns=["messages"])

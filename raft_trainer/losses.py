@@ -89,9 +89,14 @@ class TeacherTopK:
 
 @torch.no_grad()
 def teacher_topk(
-    hidden: torch.Tensor, head: LMHead, *, k: int, temperature: float, chunk_size: int = 256,
+    hidden: torch.Tensor,
+    head: LMHead,
+    *,
+    k: int,
+    temperature: float,
+    chunk_size: int = 256,
     num_chunks: int | None = None,
-) -> TeacherTopK:  # fmt: skip
+) -> TeacherTopK:
     """Top-K of q = softmax(u / T) per row, projected `chunk_size` rows at a time.
 
     Args:
@@ -178,9 +183,16 @@ def _nll_and_gather(rows, labels, indices, num_labelled: int, head: LMHead):
 
 
 def nll_and_topk_logits(
-    sft_hidden: torch.Tensor, labels: torch.Tensor, rollout_hidden: torch.Tensor, indices: torch.Tensor,
-    head: LMHead, *, chunk_size: int = 256, num_chunks: int | None = None, recompute: bool = True,
-) -> tuple[torch.Tensor, torch.Tensor]:  # fmt: skip
+    sft_hidden: torch.Tensor,
+    labels: torch.Tensor,
+    rollout_hidden: torch.Tensor,
+    indices: torch.Tensor,
+    head: LMHead,
+    *,
+    chunk_size: int = 256,
+    num_chunks: int | None = None,
+    recompute: bool = True,
+) -> tuple[torch.Tensor, torch.Tensor]:
     """Both of RAFT's student terms from one chunked LM-head pass.
 
     Args:
@@ -219,14 +231,27 @@ def nll_and_topk_logits(
 
 
 def token_nll_sum(
-    hidden: torch.Tensor, labels: torch.Tensor, head: LMHead, *, chunk_size: int = 256, num_chunks: int | None = None,
+    hidden: torch.Tensor,
+    labels: torch.Tensor,
+    head: LMHead,
+    *,
+    chunk_size: int = 256,
+    num_chunks: int | None = None,
     recompute: bool = True,
-) -> torch.Tensor:  # fmt: skip
+) -> torch.Tensor:
     """Σ −log p(label) over rows whose label is not -100, `(N, H), (N,) -> ()` float32 (`nll_and_topk_logits`
     without rollout rows)."""
     no_rollouts = hidden[:0]
-    nll, _ = nll_and_topk_logits(hidden, labels, no_rollouts, labels.new_zeros((0, 1)), head, chunk_size=chunk_size,
-                                 num_chunks=num_chunks, recompute=recompute)  # fmt: skip
+    nll, _ = nll_and_topk_logits(
+        hidden,
+        labels,
+        no_rollouts,
+        labels.new_zeros((0, 1)),
+        head,
+        chunk_size=chunk_size,
+        num_chunks=num_chunks,
+        recompute=recompute,
+    )
     return nll
 
 
@@ -237,6 +262,7 @@ def gather_logits(
     without SFT rows). Chunks are recomputed in backward: a plain `gather` would keep each chunk's `(R, V)` logits
     for its backward, i.e. all `N · V` of them."""
     no_labels = indices.new_zeros((0,))
-    _, logits = nll_and_topk_logits(hidden[:0], no_labels, hidden, indices, head, chunk_size=chunk_size,
-                                    num_chunks=num_chunks)  # fmt: skip
+    _, logits = nll_and_topk_logits(
+        hidden[:0], no_labels, hidden, indices, head, chunk_size=chunk_size, num_chunks=num_chunks
+    )
     return logits

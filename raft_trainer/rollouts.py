@@ -36,18 +36,26 @@ class Rollouts:
 
 @torch.no_grad()
 def sample_rollouts(
-    model, prompt_ids: torch.Tensor, prompt_mask: torch.Tensor, *, generation_config, eos_token_ids: list[int],
-    tokenizer=None, stop_strings: Sequence[str] = (),
-) -> Rollouts:  # fmt: skip
+    model,
+    prompt_ids: torch.Tensor,
+    prompt_mask: torch.Tensor,
+    *,
+    generation_config,
+    eos_token_ids: list[int],
+    tokenizer=None,
+    stop_strings: Sequence[str] = (),
+) -> Rollouts:
     """Sample completions with `model.generate` from left-padded prompts; `generation_config.num_return_sequences`
     rollouts per prompt, each ending at its first EOS or at the token that completes one of `stop_strings` (which
     need `tokenizer`). The caller puts the model in eval mode and gathers sharded weights.
     """
     criteria = StoppingCriteriaList([StopOnText(tokenizer, stop_strings, prompt_ids.size(1))] if stop_strings else [])
     output = model.generate(
-        input_ids=prompt_ids, attention_mask=prompt_mask, generation_config=generation_config,
+        input_ids=prompt_ids,
+        attention_mask=prompt_mask,
+        generation_config=generation_config,
         stopping_criteria=criteria,
-    )  # fmt: skip
+    )
     pad_id = generation_config.pad_token_id if generation_config.pad_token_id is not None else eos_token_ids[0]
     rollouts = _cut_at_first_eos(output[:, prompt_ids.size(1) :], eos_token_ids, pad_id)
     return end_at_stop_strings(rollouts, tokenizer, stop_strings, pad_id)
@@ -57,8 +65,9 @@ def end_at_stop_strings(rollouts: Rollouts, tokenizer, stop_strings: Sequence[st
     """`rollouts` with each row ending at the token that completes its first stop string (kept, as EOS is)."""
     if not stop_strings:
         return rollouts
-    mask, stopped = mask_after_first_stop_string(tokenizer, rollouts.completion_ids, rollouts.completion_mask,
-                                                 stop_strings)  # fmt: skip
+    mask, stopped = mask_after_first_stop_string(
+        tokenizer, rollouts.completion_ids, rollouts.completion_mask, stop_strings
+    )
     finished = stopped if rollouts.finished is None else rollouts.finished | stopped
     return Rollouts(rollouts.completion_ids.masked_fill(mask == 0, pad_id), mask, finished)
 

@@ -50,9 +50,14 @@ logger = get_logger(__name__)
 
 
 RAFT_BATCH_KEYS = (
-    "prompt_input_ids", "prompt_attention_mask", "teacher_prompt_ids", "teacher_prompt_attention_mask",
-    "completion_ids", "completion_mask", "completion_finished",
-)  # fmt: skip
+    "prompt_input_ids",
+    "prompt_attention_mask",
+    "teacher_prompt_ids",
+    "teacher_prompt_attention_mask",
+    "completion_ids",
+    "completion_mask",
+    "completion_finished",
+)
 
 
 class RAFTTrainer(SFTTrainer):
@@ -110,8 +115,19 @@ class RAFTTrainer(SFTTrainer):
             with open(card, "w", encoding="utf-8") as f:
                 f.write(fixed)
 
-    def __init__(self, model, args: RAFTConfig | TrainingArguments | None = None, data_collator=None, train_dataset=None,
-                 eval_dataset=None, processing_class=None, *, teacher_model=None, callbacks=None, **kwargs):  # fmt: skip
+    def __init__(
+        self,
+        model,
+        args: RAFTConfig | TrainingArguments | None = None,
+        data_collator=None,
+        train_dataset=None,
+        eval_dataset=None,
+        processing_class=None,
+        *,
+        teacher_model=None,
+        callbacks=None,
+        **kwargs,
+    ):
         args = as_raft_config(args, model)
         if train_dataset is None:
             raise ValueError("`train_dataset` is required")
@@ -123,11 +139,20 @@ class RAFTTrainer(SFTTrainer):
             eval_dataset = normalize_dataset(eval_dataset, "eval", qa_format)
         balancer = EMALossBalancer(args.ema_beta, args.ema_eps, args.loss_balancing, args.fixed_lambda)
         self.raft_callback = RAFTCallback(balancer)
-        super().__init__(model, args, data_collator, train_dataset, eval_dataset, processing_class,
-                         callbacks=[*(callbacks or []), self.raft_callback], **kwargs)  # fmt: skip
+        super().__init__(
+            model,
+            args,
+            data_collator,
+            train_dataset,
+            eval_dataset,
+            processing_class,
+            callbacks=[*(callbacks or []), self.raft_callback],
+            **kwargs,
+        )
         if args.use_distillation:  # RAFT's keys around the SFT batch of TRL's collator, or of the one passed
-            self.data_collator = RAFTDataCollator(self._tokenizer.pad_token_id, args.pad_to_multiple_of,
-                                                  sft_collator=data_collator)  # fmt: skip
+            self.data_collator = RAFTDataCollator(
+                self._tokenizer.pad_token_id, args.pad_to_multiple_of, sft_collator=data_collator
+            )
         self.teacher = self._resolve_teacher(teacher_model) if args.use_distillation else None
         self.rollout_generation_config = self._rollout_generation_config()
         self.stop_strings = resolve_stop_strings(args.stop_strings, self._tokenizer)
@@ -179,17 +204,25 @@ class RAFTTrainer(SFTTrainer):
         eos = [] if eos is None else [eos] if isinstance(eos, int) else list(eos)
         self.eos_token_ids = list(dict.fromkeys([self._tokenizer.eos_token_id, *eos]))
         return GenerationConfig(
-            max_new_tokens=self.args.max_completion_length, num_return_sequences=self.args.num_generations,
-            do_sample=True, temperature=self.args.temperature, top_p=self.args.top_p, top_k=self.args.top_k,
-            repetition_penalty=1.0, eos_token_id=self.eos_token_ids, pad_token_id=self._tokenizer.pad_token_id,
+            max_new_tokens=self.args.max_completion_length,
+            num_return_sequences=self.args.num_generations,
+            do_sample=True,
+            temperature=self.args.temperature,
+            top_p=self.args.top_p,
+            top_k=self.args.top_k,
+            repetition_penalty=1.0,
+            eos_token_id=self.eos_token_ids,
+            pad_token_id=self._tokenizer.pad_token_id,
             use_cache=True,
-        )  # fmt: skip
+        )
 
     def _check_stop_strings(self, dataset) -> None:
         """Say which strings end rollouts, and warn when the training answers themselves contain them."""
         if self.stop_strings and self.args.stop_strings is None:
-            logger.info(f"Rollouts end at EOS or at {self.stop_strings} (the tokenizer has no chat template); set "
-                        "`stop_strings` to change this.")  # fmt: skip
+            logger.info(
+                f"Rollouts end at EOS or at {self.stop_strings} (the tokenizer has no chat template); set "
+                "`stop_strings` to change this."
+            )
         if not (self.stop_strings and isinstance(dataset, Dataset) and "completion" in dataset.column_names):
             return
         answers = [completion_text(c) for c in dataset["completion"]]
@@ -304,8 +337,11 @@ class RAFTTrainer(SFTTrainer):
             rollouts = self._sample_rollouts(
                 self.model_wrapped, batch["prompt_input_ids"], batch["prompt_attention_mask"]
             )
-            batch.update(completion_ids=rollouts.completion_ids, completion_mask=rollouts.completion_mask,
-                         completion_finished=rollouts.finished)  # fmt: skip
+            batch.update(
+                completion_ids=rollouts.completion_ids,
+                completion_mask=rollouts.completion_mask,
+                completion_finished=rollouts.finished,
+            )
         if self.balancer.lam is None:
             self._first_lambda = self._window_lambda(batch_samples)
         return batch_samples, num_items_in_batch
@@ -343,8 +379,9 @@ class RAFTTrainer(SFTTrainer):
     def _raft_terms(self, model, inputs, raft_inputs) -> RAFTTerms:
         """Rollouts (from the batch, else sampled now), the teacher's top-K over them, and one student forward."""
         if "completion_ids" in raft_inputs:
-            rollouts = Rollouts(raft_inputs["completion_ids"], raft_inputs["completion_mask"],
-                                raft_inputs.get("completion_finished"))  # fmt: skip
+            rollouts = Rollouts(
+                raft_inputs["completion_ids"], raft_inputs["completion_mask"], raft_inputs.get("completion_finished")
+            )
         else:
             rollouts = self._sample_rollouts(
                 model, raft_inputs["prompt_input_ids"], raft_inputs["prompt_attention_mask"]
@@ -353,15 +390,24 @@ class RAFTTrainer(SFTTrainer):
         teacher = self._teacher_topk(model, raft_inputs, rollouts, chunks[1])
         nll_sum, kl_per_token = self._student_losses(model, inputs, raft_inputs, rollouts, teacher, chunks)
         num_sft_tokens = inputs["labels"][:, 1:].ne(-100).sum()
-        return RAFTTerms(rollouts, teacher, nll_sum, num_sft_tokens, kl_per_token,
-                         sequence_means(kl_per_token, rollouts.completion_mask))  # fmt: skip
+        return RAFTTerms(
+            rollouts,
+            teacher,
+            nll_sum,
+            num_sft_tokens,
+            kl_per_token,
+            sequence_means(kl_per_token, rollouts.completion_mask),
+        )
 
     def _skip_non_finite(self, model, losses: torch.Tensor) -> torch.Tensor:
         """A micro-batch with a NaN/inf loss gives every trainable parameter a zero gradient (the weights stay finite
         and DDP still reduces every gradient); it is counted and kept out of the EMAs."""
         sft, kl = losses.tolist()
-        logger.warning(f"Step {self.state.global_step}: non-finite RAFT loss (SFT {sft}, KL {kl}); this micro-batch "
-                       "is skipped (zero gradient) and kept out of λ's EMAs.", main_process_only=False)  # fmt: skip
+        logger.warning(
+            f"Step {self.state.global_step}: non-finite RAFT loss (SFT {sft}, KL {kl}); this micro-batch "
+            "is skipped (zero gradient) and kept out of λ's EMAs.",
+            main_process_only=False,
+        )
         self._metrics["train"]["raft/skipped_batches"].append(1.0)
         return sum(p.sum() * 0.0 for p in model.parameters() if p.requires_grad)
 
@@ -371,21 +417,31 @@ class RAFTTrainer(SFTTrainer):
         start = time.perf_counter()
         if self.vllm_rollouts is not None:
             rollouts = self.vllm_rollouts.sample(
-                prompt_ids, prompt_mask, global_step=self.state.global_step, eos_token_ids=self.eos_token_ids,
+                prompt_ids,
+                prompt_mask,
+                global_step=self.state.global_step,
+                eos_token_ids=self.eos_token_ids,
                 pad_token_id=self._tokenizer.pad_token_id,
-            )  # fmt: skip
+            )
         else:
             with unwrap_model_for_generation(
-                model, self.accelerator, gather_deepspeed3_params=self.args.ds3_gather_for_generation,
+                model,
+                self.accelerator,
+                gather_deepspeed3_params=self.args.ds3_gather_for_generation,
                 gradient_checkpointing_kwargs=self.args.gradient_checkpointing_kwargs,
-            ) as unwrapped:  # fmt: skip
+            ) as unwrapped:
                 was_training = unwrapped.training
                 unwrapped.eval()
                 try:
                     rollouts = sample_rollouts(
-                        unwrapped, prompt_ids, prompt_mask, generation_config=self.rollout_generation_config,
-                        eos_token_ids=self.eos_token_ids, tokenizer=self._tokenizer, stop_strings=self.stop_strings,
-                    )  # fmt: skip
+                        unwrapped,
+                        prompt_ids,
+                        prompt_mask,
+                        generation_config=self.rollout_generation_config,
+                        eos_token_ids=self.eos_token_ids,
+                        tokenizer=self._tokenizer,
+                        stop_strings=self.stop_strings,
+                    )
                 finally:
                     unwrapped.train(was_training)
         self._metrics["train"]["raft/generation_time"].append(time.perf_counter() - start)
@@ -398,8 +454,10 @@ class RAFTTrainer(SFTTrainer):
         if not self._zero3:
             return None, None
         chunk, positions = self.args.distillation_chunk_size, rollouts.completion_ids.numel()
-        local = torch.tensor([num_row_chunks(int(labels[:, 1:].ne(-100).sum()) + positions, chunk),
-                              num_row_chunks(positions, chunk)], device=labels.device)  # fmt: skip
+        local = torch.tensor(
+            [num_row_chunks(int(labels[:, 1:].ne(-100).sum()) + positions, chunk), num_row_chunks(positions, chunk)],
+            device=labels.device,
+        )
         student_chunks, teacher_chunks = self.accelerator.reduce(local, "max").tolist()
         return student_chunks, teacher_chunks
 
@@ -414,14 +472,24 @@ class RAFTTrainer(SFTTrainer):
 
         def head(hidden, lm_head):
             hidden = hidden[:, -length - 1 : -1].reshape(num_rows * length, -1)
-            top = teacher_topk(hidden, lm_head, k=self.args.distillation_topk,
-                               temperature=self.args.distillation_temperature,
-                               chunk_size=self.args.distillation_chunk_size, num_chunks=num_chunks)  # fmt: skip
+            top = teacher_topk(
+                hidden,
+                lm_head,
+                k=self.args.distillation_topk,
+                temperature=self.args.distillation_temperature,
+                chunk_size=self.args.distillation_chunk_size,
+                num_chunks=num_chunks,
+            )
             return top.indices, top.logprobs, top.mass  # plain tensors: ZeRO-3's module hooks look for them
 
-        indices, logprobs, mass = run_teacher(self.accelerator.unwrap_model(model), self.teacher, head,
-                                              input_ids=input_ids, attention_mask=attention_mask,
-                                              position_ids=position_ids)  # fmt: skip
+        indices, logprobs, mass = run_teacher(
+            self.accelerator.unwrap_model(model),
+            self.teacher,
+            head,
+            input_ids=input_ids,
+            attention_mask=attention_mask,
+            position_ids=position_ids,
+        )
         shape = (num_rows, length, -1)
         return TeacherTopK(indices.view(shape), logprobs.view(shape), mass.view(num_rows, length))
 
@@ -443,16 +511,29 @@ class RAFTTrainer(SFTTrainer):
             sft_hidden = hidden[:num_sft, : labels.size(1) - 1].reshape(-1, hidden.size(-1))
             rollout_hidden = hidden[num_sft:, rollout_length - length - 1 : rollout_length - 1]
             nll_sum, student_logits = nll_and_topk_logits(
-                sft_hidden, labels[:, 1:].reshape(-1), rollout_hidden.reshape(num_rows * length, -1),
-                teacher.indices.reshape(-1, k), lm_head, chunk_size=chunk, num_chunks=chunks[0],
+                sft_hidden,
+                labels[:, 1:].reshape(-1),
+                rollout_hidden.reshape(num_rows * length, -1),
+                teacher.indices.reshape(-1, k),
+                lm_head,
+                chunk_size=chunk,
+                num_chunks=chunks[0],
                 recompute=self._recompute_head_chunks,
-            )  # fmt: skip
-            kl = topk_forward_kl_per_token(student_logits.view(num_rows, length, k), teacher.logprobs,
-                                           rollouts.completion_mask, temperature=self.args.distillation_temperature)  # fmt: skip
+            )
+            kl = topk_forward_kl_per_token(
+                student_logits.view(num_rows, length, k),
+                teacher.logprobs,
+                rollouts.completion_mask,
+                temperature=self.args.distillation_temperature,
+            )
             return nll_sum, kl
 
-        return model(input_ids=input_ids, attention_mask=attention_mask,
-                     position_ids=positions_from_mask(attention_mask), raft_head=head)  # fmt: skip
+        return model(
+            input_ids=input_ids,
+            attention_mask=attention_mask,
+            position_ids=positions_from_mask(attention_mask),
+            raft_head=head,
+        )
 
     # --------------------------------------------------------------------------------------- balancing
     def _lambda_for_step(self, losses: torch.Tensor) -> float:
@@ -478,9 +559,14 @@ class RAFTTrainer(SFTTrainer):
             inputs = self._prepare_inputs(dict(batch))
             raft_inputs = {key: inputs.pop(key) for key in RAFT_BATCH_KEYS if key in inputs}
             terms = self._raft_terms(self.model_wrapped, inputs, raft_inputs)
-            values = torch.stack([terms.nll_sum.double(), terms.num_sft_tokens.double(),
-                                  terms.kl_per_sequence.double().sum(), torch.tensor(terms.kl_per_sequence.numel(),
-                                                                                     dtype=torch.float64)])  # fmt: skip
+            values = torch.stack(
+                [
+                    terms.nll_sum.double(),
+                    terms.num_sft_tokens.double(),
+                    terms.kl_per_sequence.double().sum(),
+                    torch.tensor(terms.kl_per_sequence.numel(), dtype=torch.float64),
+                ]
+            )
             if torch.isfinite(values).all():
                 totals += values.to(totals.device)
         nll, tokens, kl, rollouts = self.accelerator.reduce(totals, "sum").tolist()
@@ -526,15 +612,30 @@ class RAFTTrainer(SFTTrainer):
             )
         first = teacher.logprobs[:, 0].float()
         first_entropy = -torch.where(first > float("-inf"), first.exp() * first, 0.0).sum(-1)
-        local = torch.stack([
-            terms.nll_sum.detach() / terms.num_sft_tokens.clamp(min=1), terms.kl_per_sequence.detach().mean(),
-            torch.where(mask, teacher.mass, 0.0).sum() / mask.sum().clamp(min=1),
-            terms.kl_per_token.detach()[:, 0].mean(), first_entropy.mean(), lengths.mean(),
-            (~finished).float().mean(), lengths.min(), lengths.max(), inputs["attention_mask"].sum(),
-        ]).float()  # fmt: skip
+        local = torch.stack(
+            [
+                terms.nll_sum.detach() / terms.num_sft_tokens.clamp(min=1),
+                terms.kl_per_sequence.detach().mean(),
+                torch.where(mask, teacher.mass, 0.0).sum() / mask.sum().clamp(min=1),
+                terms.kl_per_token.detach()[:, 0].mean(),
+                first_entropy.mean(),
+                lengths.mean(),
+                (~finished).float().mean(),
+                lengths.min(),
+                lengths.max(),
+                inputs["attention_mask"].sum(),
+            ]
+        ).float()
         ranks = self.accelerator.gather(local[None])  # (P, 10)
-        names = ("raft/sft_loss", "raft/kl_loss", "raft/teacher_topk_mass", "raft/kl_first_token",
-                 "raft/teacher_first_token_entropy", "completions/mean_length", "completions/clipped_ratio")  # fmt: skip
+        names = (
+            "raft/sft_loss",
+            "raft/kl_loss",
+            "raft/teacher_topk_mass",
+            "raft/kl_first_token",
+            "raft/teacher_first_token_entropy",
+            "completions/mean_length",
+            "completions/clipped_ratio",
+        )
         metrics = dict(zip(names, ranks[:, : len(names)].mean(0).tolist()))
         metrics["completions/min_length"] = ranks[:, 7].min().item()
         metrics["completions/max_length"] = ranks[:, 8].max().item()

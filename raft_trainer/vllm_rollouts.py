@@ -39,20 +39,37 @@ class VLLMRollouts:
         # vLLM stops at the strings itself; the same cut as for `generate` is applied afterwards (`sample`).
         stop = {"stop": list(self.stop_strings), "include_stop_str_in_output": True} if self.stop_strings else None
         self.engine = VLLMGeneration(
-            model=trainer.model, accelerator=trainer.accelerator, processing_class=trainer.processing_class,
-            mode=args.vllm_mode, server_base_url=args.vllm_server_base_url, server_host=args.vllm_server_host,
-            server_port=args.vllm_server_port, server_timeout=args.vllm_server_timeout,
+            model=trainer.model,
+            accelerator=trainer.accelerator,
+            processing_class=trainer.processing_class,
+            mode=args.vllm_mode,
+            server_base_url=args.vllm_server_base_url,
+            server_host=args.vllm_server_host,
+            server_port=args.vllm_server_port,
+            server_timeout=args.vllm_server_timeout,
             tensor_parallel_size=args.vllm_tensor_parallel_size,
-            gpu_memory_utilization=args.vllm_gpu_memory_utilization, max_model_length=args.vllm_max_model_length,
+            gpu_memory_utilization=args.vllm_gpu_memory_utilization,
+            max_model_length=args.vllm_max_model_length,
             max_num_seqs=args.per_device_train_batch_size * args.num_generations * args.vllm_tensor_parallel_size,
-            enable_sleep_mode=args.vllm_enable_sleep_mode, temperature=args.temperature, top_p=args.top_p,
-            top_k=args.top_k, max_completion_length=args.max_completion_length, logprobs=None,
+            enable_sleep_mode=args.vllm_enable_sleep_mode,
+            temperature=args.temperature,
+            top_p=args.top_p,
+            top_k=args.top_k,
+            max_completion_length=args.max_completion_length,
+            logprobs=None,
             generation_kwargs=stop,
-        )  # fmt: skip
+        )
         self.synced_step = -1
 
-    def sample(self, prompt_ids: torch.Tensor, prompt_mask: torch.Tensor, *, global_step: int,
-               eos_token_ids: list[int], pad_token_id: int) -> Rollouts:  # fmt: skip
+    def sample(
+        self,
+        prompt_ids: torch.Tensor,
+        prompt_mask: torch.Tensor,
+        *,
+        global_step: int,
+        eos_token_ids: list[int],
+        pad_token_id: int,
+    ) -> Rollouts:
         """`num_generations` rollouts per left-padded prompt, consecutive, as `Rollouts` on the prompts' device."""
         if global_step != self.synced_step:
             self.engine.sync_weights()

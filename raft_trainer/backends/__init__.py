@@ -140,9 +140,15 @@ class BackendArguments:
 
     def backend_options(self) -> BackendOptions:
         return BackendOptions(
-            dtype=self.dtype, batch_size=self.generation_batch_size, device=self.device, api_key_env=self.api_key_env,
-            max_concurrency=self.max_concurrency, timeout=self.request_timeout, max_retries=self.max_retries, api=self.api,
-        )  # fmt: skip
+            dtype=self.dtype,
+            batch_size=self.generation_batch_size,
+            device=self.device,
+            api_key_env=self.api_key_env,
+            max_concurrency=self.max_concurrency,
+            timeout=self.request_timeout,
+            max_retries=self.max_retries,
+            api=self.api,
+        )
 
 
 def load_backend(spec: str, options: BackendOptions | None = None) -> GenerationBackend:
@@ -180,6 +186,18 @@ class BackendPool:
 
 
 __all__ = [
-    "BackendArguments", "BackendError", "BackendOptions", "BackendPool", "Generation", "GenerationBackend", "Prompt", "SamplingSettings",
-    "as_messages", "as_plain_text", "cut_at_stop", "decode_escapes", "is_chat", "load_backend",
-]  # fmt: skip
+    "BackendArguments",
+    "BackendError",
+    "BackendOptions",
+    "BackendPool",
+    "Generation",
+    "GenerationBackend",
+    "Prompt",
+    "SamplingSettings",
+    "as_messages",
+    "as_plain_text",
+    "cut_at_stop",
+    "decode_escapes",
+    "is_chat",
+    "load_backend",
+]

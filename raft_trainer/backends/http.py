@@ -62,9 +62,11 @@ class OpenAICompatibleBackend:
         api_key = os.environ.get(self.options.api_key_env)  # never logged nor written anywhere
         self._has_key = bool(api_key)
         self._client = openai.OpenAI(
-            base_url=self.base_url, api_key=api_key or "EMPTY", timeout=self.options.timeout,
+            base_url=self.base_url,
+            api_key=api_key or "EMPTY",
+            timeout=self.options.timeout,
             max_retries=self.options.max_retries,
-        )  # fmt: skip
+        )
 
     def __repr__(self) -> str:
         key = "set" if self._has_key else "unset"
@@ -76,9 +78,11 @@ class OpenAICompatibleBackend:
 
     def _arguments(self, prompt: Prompt, settings: SamplingSettings) -> dict:
         arguments = {
-            "model": self.model, "max_tokens": settings.max_new_tokens, "temperature": settings.temperature,
+            "model": self.model,
+            "max_tokens": settings.max_new_tokens,
+            "temperature": settings.temperature,
             "top_p": settings.top_p,
-        }  # fmt: skip
+        }
         if settings.stop:
             arguments["stop"] = list(settings.stop)[:4]  # the OpenAI API takes at most four; the rest are cut locally
         if settings.seed is not None:
@@ -118,13 +122,17 @@ class OpenAICompatibleBackend:
         except openai.APIStatusError as error:
             body = error.response.text[:300]
             if error.status_code in RETRYABLE_STATUS:
-                raise BackendError(f"{self.name} failed {self.options.max_retries + 1} times; last error: HTTP "
-                                   f"{error.status_code}: {body}") from None  # fmt: skip
+                raise BackendError(
+                    f"{self.name} failed {self.options.max_retries + 1} times; last error: HTTP "
+                    f"{error.status_code}: {body}"
+                ) from None
             raise BackendError(f"{self.name} refused the request (HTTP {error.status_code}: {body}).") from None
         except openai.APIError as error:  # connection refused or cut, timeout: the client retried already
             cause = error.__cause__ or error
-            raise BackendError(f"{self.name} failed {self.options.max_retries + 1} times; last error: "
-                               f"{type(error).__name__} ({type(cause).__name__}: {cause})") from None  # fmt: skip
+            raise BackendError(
+                f"{self.name} failed {self.options.max_retries + 1} times; last error: "
+                f"{type(error).__name__} ({type(cause).__name__}: {cause})"
+            ) from None
         return read_completion(raw.http_response.content, self.options.api)
 
 

@@ -88,11 +88,16 @@ class TransformersBackend:
             torch.manual_seed(settings.seed)
         sampling = {"do_sample": True, "temperature": settings.temperature, "top_p": settings.top_p, "top_k": 0}
         output = self.model.generate(
-            **batch, max_new_tokens=settings.max_new_tokens, pad_token_id=self.tokenizer.pad_token_id,
-            eos_token_id=self.eos_token_ids, repetition_penalty=1.0,
+            **batch,
+            max_new_tokens=settings.max_new_tokens,
+            pad_token_id=self.tokenizer.pad_token_id,
+            eos_token_id=self.eos_token_ids,
+            repetition_penalty=1.0,
             **(sampling if settings.temperature > 0 else {"do_sample": False}),
-            stopping_criteria=StoppingCriteriaList([StopOnText(self.tokenizer, settings.stop, batch["input_ids"].shape[1])]),
-        )  # fmt: skip
+            stopping_criteria=StoppingCriteriaList(
+                [StopOnText(self.tokenizer, settings.stop, batch["input_ids"].shape[1])]
+            ),
+        )
         completion_ids = output[:, batch["input_ids"].shape[1] :]
         keep = mask_after_first_eos(completion_ids, self.eos_token_ids).bool()
         keep &= completion_ids != self.tokenizer.pad_token_id  # a stop string ends a row with padding, not EOS

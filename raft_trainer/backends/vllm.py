@@ -27,9 +27,12 @@ class VLLMBackend:
         from vllm import SamplingParams
 
         params = SamplingParams(
-            max_tokens=settings.max_new_tokens, temperature=settings.temperature, top_p=settings.top_p,
-            stop=list(settings.stop) or None, seed=settings.seed,
-        )  # fmt: skip
+            max_tokens=settings.max_new_tokens,
+            temperature=settings.temperature,
+            top_p=settings.top_p,
+            stop=list(settings.stop) or None,
+            seed=settings.seed,
+        )
         chat = [i for i, p in enumerate(prompts) if is_chat(p)]
         text = [i for i, p in enumerate(prompts) if not is_chat(p)]
         outputs = {}

@@ -78,8 +78,10 @@ def launch_with_accelerate(args: list[str]) -> int:
     if config in ACCELERATE_CONFIGS:
         config = str(resources.files("raft_trainer") / "accelerate_configs" / ACCELERATE_CONFIGS[config])
     elif not os.path.isfile(config or ""):
-        raise SystemExit(f"raft train: error: --accelerate_config takes {' | '.join(ACCELERATE_CONFIGS)} or a YAML "
-                         f"file; got {config!r}")  # fmt: skip
+        raise SystemExit(
+            f"raft train: error: --accelerate_config takes {' | '.join(ACCELERATE_CONFIGS)} or a YAML "
+            f"file; got {config!r}"
+        )
     train_flags = {o for a in train.make_parser()._actions for o in a.option_strings} | {"--config"}
     accelerate_flags = {o for a in launch_command_parser()._actions for o in a.option_strings} - train_flags
     launcher, trainer = [], []
@@ -88,8 +90,18 @@ def launch_with_accelerate(args: list[str]) -> int:
         if arg.startswith("-"):
             target = launcher if arg.split("=", 1)[0] in accelerate_flags else trainer
         target.append(arg)
-    command = [sys.executable, "-m", "accelerate.commands.launch", "--config_file", config, *launcher,
-               "-m", "raft_trainer.cli.main", "train", *trainer]  # fmt: skip
+    command = [
+        sys.executable,
+        "-m",
+        "accelerate.commands.launch",
+        "--config_file",
+        config,
+        *launcher,
+        "-m",
+        "raft_trainer.cli.main",
+        "train",
+        *trainer,
+    ]
     print("raft train: " + " ".join(command), file=sys.stderr)
     return subprocess.call(command)
 
@@ -135,8 +147,19 @@ def environment() -> str:
     import torch
 
     lines = [f"raft_trainer: {version()}", f"Python: {platform.python_version()} ({platform.platform()})"]
-    for name in ("torch", "transformers", "trl", "accelerate", "datasets", "peft", "deepspeed", "vllm", "openai",
-                 "sentence-transformers", "lm-eval"):  # fmt: skip
+    for name in (
+        "torch",
+        "transformers",
+        "trl",
+        "accelerate",
+        "datasets",
+        "peft",
+        "deepspeed",
+        "vllm",
+        "openai",
+        "sentence-transformers",
+        "lm-eval",
+    ):
         try:
             lines.append(f"{name}: {package_version(name)}")
         except PackageNotFoundError:

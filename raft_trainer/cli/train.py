@@ -21,14 +21,20 @@ def main(script_args, training_args, model_args, dataset_args=None) -> None:
 
         model = default_model_path()
     training_args.model_init_kwargs = {
-        "revision": model_args.model_revision, "trust_remote_code": training_args.trust_remote_code,
-        "attn_implementation": model_args.attn_implementation, "dtype": model_args.dtype,
+        "revision": model_args.model_revision,
+        "trust_remote_code": training_args.trust_remote_code,
+        "attn_implementation": model_args.attn_implementation,
+        "dtype": model_args.dtype,
         **(training_args.model_init_kwargs or {}),
-    }  # fmt: skip
+    }
     trainer = RAFTTrainer(
-        model, args=training_args, train_dataset=dataset, eval_dataset=eval_dataset,
-        peft_config=get_peft_config(model_args), quantization_config=get_quantization_config(model_args),
-    )  # fmt: skip
+        model,
+        args=training_args,
+        train_dataset=dataset,
+        eval_dataset=eval_dataset,
+        peft_config=get_peft_config(model_args),
+        quantization_config=get_quantization_config(model_args),
+    )
     if getattr(script_args, "forgetting_monitor_steps", 0) > 0:
         from raft_trainer.eval import ForgettingMonitorCallback
 
@@ -40,8 +46,9 @@ def main(script_args, training_args, model_args, dataset_args=None) -> None:
     trainer.log_metrics("train", result.metrics)
     trainer.save_metrics("train", result.metrics)
     trainer.save_state()
-    trainer.create_model_card(model_name=os.path.basename(os.path.normpath(training_args.output_dir)),
-                              dataset_name=script_args.dataset_name)  # fmt: skip
+    trainer.create_model_card(
+        model_name=os.path.basename(os.path.normpath(training_args.output_dir)), dataset_name=script_args.dataset_name
+    )
     if training_args.push_to_hub:
         trainer.push_to_hub(dataset_name=script_args.dataset_name)
     if trainer.accelerator.is_main_process:

@@ -48,7 +48,7 @@ class EvalConfig(BackendArguments, QADataArguments):
     stop_sequences: list[str] = _help(
         "Answers are cut before the first of these (base models keep writing otherwise). Empty: rely on EOS.",
         default_factory=lambda: ["\nQuestion:", "\n\n\n"],
-    )  # fmt: skip
+    )
 
     # > General ability
     ifeval_dataset: str | None = _help(

@@ -27,8 +27,13 @@ def masked_mean_kl(reference_logits: torch.Tensor, logits: torch.Tensor, mask: t
 
 def _batches(tokenizer, texts: list[str], max_length: int, batch_size: int, device):
     for start in range(0, len(texts), batch_size):
-        batch = tokenizer(texts[start : start + batch_size], return_tensors="pt", padding=True, truncation=True,
-                          max_length=max_length)  # fmt: skip
+        batch = tokenizer(
+            texts[start : start + batch_size],
+            return_tensors="pt",
+            padding=True,
+            truncation=True,
+            max_length=max_length,
+        )
         yield {k: v.to(device) for k, v in batch.items() if k in ("input_ids", "attention_mask")}
 
 

@@ -63,8 +63,12 @@ def markdown_table(report: dict) -> str:
     header = ["model", *score_keys, *(f"retention {k}" for k in retention_keys), "seconds"]
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     for name, entry in models.items():
-        cells = [name, *(_cell(entry["scores"].get(k)) for k in score_keys),
-                 *(_cell(entry["retention"].get(k)) for k in retention_keys), _cell(entry["seconds"])]  # fmt: skip
+        cells = [
+            name,
+            *(_cell(entry["scores"].get(k)) for k in score_keys),
+            *(_cell(entry["retention"].get(k)) for k in retention_keys),
+            _cell(entry["seconds"]),
+        ]
         lines.append("| " + " | ".join(cells) + " |")
     return (
         "\n".join(lines)

@@ -76,12 +76,19 @@ def check_ifeval_rows(rows: list[dict], source: str) -> None:
     for number, row in enumerate(rows, start=1):
         ids, kwargs = row.get("instruction_id_list"), row.get("kwargs")
         problem = (
-            "no 'prompt' string" if not isinstance(row.get("prompt"), str) or not row["prompt"].strip()
-            else "'instruction_id_list' is not a list of strings" if not (isinstance(ids, list) and all(isinstance(i, str) for i in ids))
-            else "'kwargs' is not a list of one object per instruction" if kwargs is not None and not (
-                isinstance(kwargs, list) and len(kwargs) == len(ids) and all(k is None or isinstance(k, dict) for k in kwargs))
+            "no 'prompt' string"
+            if not isinstance(row.get("prompt"), str) or not row["prompt"].strip()
+            else "'instruction_id_list' is not a list of strings"
+            if not (isinstance(ids, list) and all(isinstance(i, str) for i in ids))
+            else "'kwargs' is not a list of one object per instruction"
+            if kwargs is not None
+            and not (
+                isinstance(kwargs, list)
+                and len(kwargs) == len(ids)
+                and all(k is None or isinstance(k, dict) for k in kwargs)
+            )
             else None
-        )  # fmt: skip
+        )
         if problem:
             raise ValueError(f"{source}, row {number}: {problem} (IFEval format); got keys {sorted(row)}.")
     if not rows:
@@ -95,8 +102,10 @@ def read_probes(path: str) -> list[dict]:
     for number, probe in enumerate(probes, start=1):
         aliases = probe.get("aliases", [])
         if not all(isinstance(probe.get(k), str) and probe[k].strip() for k in ("question", "answer")):
-            raise ValueError(f"{path}, row {number}: a probe needs non-empty 'question' and 'answer' strings; "
-                             f"got keys {sorted(probe)}.")  # fmt: skip
+            raise ValueError(
+                f"{path}, row {number}: a probe needs non-empty 'question' and 'answer' strings; "
+                f"got keys {sorted(probe)}."
+            )
         if not (isinstance(aliases, list) and all(isinstance(a, str) for a in aliases)):
             raise ValueError(f"{path}, row {number}: 'aliases' must be a list of strings, got {aliases!r}.")
     if not probes:
@@ -232,8 +241,12 @@ def evaluate(config: EvalConfig, *, backends: BackendPool | None = None) -> dict
         results[name] = {"path": spec, "scores": scores, "seconds": round(time.perf_counter() - start, 2)}
         report = add_relative_scores(results, baseline=baseline if baseline in results else "base")
         report["complete"] = len(results) == len(specs)  # the report is rewritten as each model finishes
-        report["sizes"] = {"domain": len(data.domain_rows), "ifeval": len(data.ifeval), "probes": len(data.probes),
-                           "general_paragraphs": len(data.general_text)}  # fmt: skip
+        report["sizes"] = {
+            "domain": len(data.domain_rows),
+            "ifeval": len(data.ifeval),
+            "probes": len(data.probes),
+            "general_paragraphs": len(data.general_text),
+        }
         report["judges"] = [j.name for j in judges]
         write_report(report, config.output_dir, plot=config.plot and report["complete"])
     return report

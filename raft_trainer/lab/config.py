@@ -24,13 +24,18 @@ PRESETS: dict[str, dict] = {
         "ifeval_max_new_tokens": 16,
         "probe_limit": 12,
         "train_limit": 16,
-    },  # fmt: skip
+    },
 }
 # The training budget every method gets unless a preset or an option says otherwise (measured: docs/results.md).
 BUDGET_DEFAULTS = {
-    "max_steps": 16, "per_device_train_batch_size": 8, "gradient_accumulation_steps": 1, "learning_rate": 3e-5,
-    "max_completion_length": 32, "max_length": 128, "ifeval_max_new_tokens": 128,
-}  # fmt: skip
+    "max_steps": 16,
+    "per_device_train_batch_size": 8,
+    "gradient_accumulation_steps": 1,
+    "learning_rate": 3e-5,
+    "max_completion_length": 32,
+    "max_length": 128,
+    "ifeval_max_new_tokens": 128,
+}
 
 
 @dataclass
@@ -41,28 +46,35 @@ class LabConfig:
     then from the lab's budget defaults.
     """
 
-    preset: str = _help("default (base, sft, on_policy, raft; 1 seed), full (every method), smoke (tiny model, CI).",
-                        default="default")  # fmt: skip
-    methods: list[str] | None = _help(f"Methods to run, among {', '.join(METHOD_ORDER)} (default: the preset's).",
-                                      default=None)  # fmt: skip
-    seeds: int | None = _help("Number of seeds (0, 1, ...); each trains every method once (default: the preset's).",
-                              default=None)  # fmt: skip
+    preset: str = _help(
+        "default (base, sft, on_policy, raft; 1 seed), full (every method), smoke (tiny model, CI).", default="default"
+    )
+    methods: list[str] | None = _help(
+        f"Methods to run, among {', '.join(METHOD_ORDER)} (default: the preset's).", default=None
+    )
+    seeds: int | None = _help(
+        "Number of seeds (0, 1, ...); each trains every method once (default: the preset's).", default=None
+    )
     model_name_or_path: str | None = _help(
         "The original model: a name or path, or 'tiny' for a small random model built here (default: the embedded "
-        "Gemma 3 270M).", default=None
-    )  # fmt: skip
-    output_dir: str = _help("Folder for lab_results.json/.md, the plots, refined data and per-run logs.",
-                            default="runs/lab")  # fmt: skip
+        "Gemma 3 270M).",
+        default=None,
+    )
+    output_dir: str = _help(
+        "Folder for lab_results.json/.md, the plots, refined data and per-run logs.", default="runs/lab"
+    )
 
     # > Domain data
     domain: str | None = _help("A shipped domain: capitals, elements or books (default: capitals).", default=None)
     domain_dataset: str | None = _help(
         "Your training rows (JSONL/CSV/...; question, answer, optional aliases); overrides --domain.", default=None
     )
-    domain_test_dataset: str | None = _help("Your held-out rows, same columns (needed with --domain_dataset).",
-                                            default=None)  # fmt: skip
-    case_sensitive: bool | None = _help("Match accepted answers case-sensitively (default: the domain's setting).",
-                                        default=None)  # fmt: skip
+    domain_test_dataset: str | None = _help(
+        "Your held-out rows, same columns (needed with --domain_dataset).", default=None
+    )
+    case_sensitive: bool | None = _help(
+        "Match accepted answers case-sensitively (default: the domain's setting).", default=None
+    )
     train_limit: int | None = _help("Use only the first N training rows.", default=None)
     test_limit: int | None = _help("Use only the first N held-out rows.", default=None)
 
@@ -79,8 +91,9 @@ class LabConfig:
     # > Stage 1 (for sft_refined and the raft methods)
     fusion_model: str | None = _help(
         "Fuse gold and rewrite with this backend spec (e.g. name@http://host:port/v1), judged by it; default: no "
-        "fusion (ŷ = the accepted rewrite), as in the fast presets.", default=None
-    )  # fmt: skip
+        "fusion (ŷ = the accepted rewrite), as in the fast presets.",
+        default=None,
+    )
     similarity_threshold: float = _help("τ of the semantic filter.", default=0.8)
 
     # > Evaluation (through raft eval)
@@ -88,13 +101,14 @@ class LabConfig:
         "General probes JSONL (question, answer, aliases, category); default: the lab's 87. Only those the original "
         "model answers correctly are kept, so probe retention is the share of them a method still answers.",
         default=None,
-    )  # fmt: skip
+    )
     probe_limit: int | None = _help("Use only the first N probes.", default=None)
     ifeval_limit: int | None = _help("Use only the first N IFEval-style prompts (default: all 20).", default=None)
     ifeval_max_new_tokens: int | None = _help("Token cap of an IFEval-style response (default 128).", default=None)
     plot: bool = _help("Write lab_tradeoff.png and lab_curves.png (needs matplotlib).", default=True)
-    save_models: bool = _help("Keep every trained model in output_dir/models (about 1 GB each for Gemma).",
-                              default=False)  # fmt: skip
+    save_models: bool = _help(
+        "Keep every trained model in output_dir/models (about 1 GB each for Gemma).", default=False
+    )
 
     def __post_init__(self):
         if self.preset not in PRESETS:

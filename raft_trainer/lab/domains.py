@@ -55,16 +55,28 @@ def read_qa_rows(path: str, limit: int | None = None) -> list[dict]:
         raise ValueError(f"Cannot read the domain file {path!r}: {error}") from error
     missing = {"question", "answer"} - set(dataset.column_names)
     if missing:
-        raise ValueError(f"{path} has columns {dataset.column_names}; the lab needs question, answer (and optionally "
-                         f"aliases), missing {sorted(missing)}.")  # fmt: skip
+        raise ValueError(
+            f"{path} has columns {dataset.column_names}; the lab needs question, answer (and optionally "
+            f"aliases), missing {sorted(missing)}."
+        )
     rows = []
     for i, row in enumerate(dataset):
-        if not (isinstance(row["question"], str) and row["question"].strip() and isinstance(row["answer"], str)
-                and row["answer"].strip()):  # fmt: skip
+        if not (
+            isinstance(row["question"], str)
+            and row["question"].strip()
+            and isinstance(row["answer"], str)
+            and row["answer"].strip()
+        ):
             raise ValueError(f"{path}, row {i}: question and answer must be non-empty text.")
         aliases = row.get("aliases") or []
-        rows.append({"id": str(row.get("id", i)), "question": row["question"].strip(),
-                     "answer": row["answer"].strip(), "aliases": [a for a in aliases if isinstance(a, str)]})  # fmt: skip
+        rows.append(
+            {
+                "id": str(row.get("id", i)),
+                "question": row["question"].strip(),
+                "answer": row["answer"].strip(),
+                "aliases": [a for a in aliases if isinstance(a, str)],
+            }
+        )
     if not rows:
         raise ValueError(f"The domain file {path} has no rows.")
     return rows[:limit] if limit else rows

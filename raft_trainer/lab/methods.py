@@ -55,12 +55,21 @@ def train(method: Method, model_path: str, rows: list[dict], config, seed: int, 
     from datasets import Dataset
 
     common = dict(
-        output_dir=run_dir, max_steps=config.max_steps, per_device_train_batch_size=config.per_device_train_batch_size,
-        gradient_accumulation_steps=config.gradient_accumulation_steps, learning_rate=config.learning_rate,
-        lr_scheduler_type="constant", weight_decay=0.01, logging_steps=1, save_strategy="no",
-        report_to=[] if config.report_to == "none" else [config.report_to], seed=seed, data_seed=seed,
-        disable_tqdm=True, max_completion_length=config.max_completion_length,
-    )  # fmt: skip
+        output_dir=run_dir,
+        max_steps=config.max_steps,
+        per_device_train_batch_size=config.per_device_train_batch_size,
+        gradient_accumulation_steps=config.gradient_accumulation_steps,
+        learning_rate=config.learning_rate,
+        lr_scheduler_type="constant",
+        weight_decay=0.01,
+        logging_steps=1,
+        save_strategy="no",
+        report_to=[] if config.report_to == "none" else [config.report_to],
+        seed=seed,
+        data_seed=seed,
+        disable_tqdm=True,
+        max_completion_length=config.max_completion_length,
+    )
     if method.trainer == "sdft":
         trainer = _sdft_trainer(model_path, rows, config, common)
     else:
@@ -90,11 +99,19 @@ def _sdft_trainer(model_path: str, rows: list[dict], config, common: dict):
     template = (config.teacher_template or DEFAULT_TEACHER_TEMPLATE).replace("{reference}", "{privileged_context}")
     vocab = AutoConfig.from_pretrained(model_path).get_text_config().vocab_size
     args = SDFTConfig(
-        **common, num_generations=1, temperature=1.5, generation_kwargs={"temperature": 1.0},  # loss T = RAFT's
+        **common,
+        num_generations=1,
+        temperature=1.5,
+        generation_kwargs={"temperature": 1.0},  # loss T = RAFT's
         distillation_mode="topk_logits",
-        distillation_topk=min(512, vocab), distillation_alpha=0.0, distillation_add_tail=False,
-        teacher_model_kind="base", teacher_prompt_template=template, max_prompt_length=config.max_length,
-        use_vllm=False, bf16=_has_bf16_accelerator(),
-    )  # fmt: skip
+        distillation_topk=min(512, vocab),
+        distillation_alpha=0.0,
+        distillation_add_tail=False,
+        teacher_model_kind="base",
+        teacher_prompt_template=template,
+        max_prompt_length=config.max_length,
+        use_vllm=False,
+        bf16=_has_bf16_accelerator(),
+    )
     dataset = Dataset.from_list([{"prompt": r["prompt"], "privileged_context": r["completion"].strip()} for r in rows])
     return SDFTTrainer(model_path, args=args, train_dataset=dataset)

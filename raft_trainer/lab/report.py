@@ -9,9 +9,19 @@ from statistics import mean, stdev
 
 from ..eval.report import HIGHER_IS_BETTER, LOWER_IS_BETTER, pyplot, retention, save_figure
 
-SUMMARISED = ("domain_accuracy", "general_retention", "probe_retention", "ifeval_retention", "perplexity_retention",
-              "perplexity", "probe_accuracy", "ifeval_prompt_accuracy", "ifeval_instruction_accuracy", "drift_kl",
-              "train_seconds")  # fmt: skip
+SUMMARISED = (
+    "domain_accuracy",
+    "general_retention",
+    "probe_retention",
+    "ifeval_retention",
+    "perplexity_retention",
+    "perplexity",
+    "probe_accuracy",
+    "ifeval_prompt_accuracy",
+    "ifeval_instruction_accuracy",
+    "drift_kl",
+    "train_seconds",
+)
 TARGET = "RAFT's mean domain accuracy ≥ SFT's, its mean general retention ≥ SFT's + 0.05, and domain accuracy above on_policy's"
 
 
@@ -70,8 +80,11 @@ def verdict(methods: dict) -> dict:
         "general_retention_raft_minus_sft": m["raft"]["general_retention"] - m["sft"]["general_retention"],
         "domain_accuracy_raft_minus_on_policy": m["raft"]["domain_accuracy"] - m["on_policy"]["domain_accuracy"],
     }
-    met = (checks["domain_accuracy_raft_minus_sft"] >= 0 and checks["general_retention_raft_minus_sft"] >= 0.05
-           and checks["domain_accuracy_raft_minus_on_policy"] > 0)  # fmt: skip
+    met = (
+        checks["domain_accuracy_raft_minus_sft"] >= 0
+        and checks["general_retention_raft_minus_sft"] >= 0.05
+        and checks["domain_accuracy_raft_minus_on_policy"] > 0
+    )
     return {"target": TARGET, "met": met, **checks}
 
 
@@ -120,15 +133,23 @@ def markdown(report: dict) -> str:
             f"{_pm(entry['train_seconds'], 0)} |"
         )
     target = report["verdict"]
-    lines += ["", f"Target ({target['target']}): " + (
-        "not evaluated (" + target["reason"] + ")." if target["met"] is None else
-        f"**{'met' if target['met'] else 'not met'}** — domain accuracy RAFT − SFT "
-        f"{target['domain_accuracy_raft_minus_sft']:+.3f}, general retention RAFT − SFT "
-        f"{target['general_retention_raft_minus_sft']:+.3f}, domain accuracy RAFT − on_policy "
-        f"{target['domain_accuracy_raft_minus_on_policy']:+.3f}."
-    )]  # fmt: skip
-    lines += ["", f"Training and evaluation of the runs: {report['run_seconds'] / 60:.1f} min; this invocation "
-              f"{report['wall_seconds'] / 60:.1f} min wall, on {report['machine']}."]  # fmt: skip
+    lines += [
+        "",
+        f"Target ({target['target']}): "
+        + (
+            "not evaluated (" + target["reason"] + ")."
+            if target["met"] is None
+            else f"**{'met' if target['met'] else 'not met'}** — domain accuracy RAFT − SFT "
+            f"{target['domain_accuracy_raft_minus_sft']:+.3f}, general retention RAFT − SFT "
+            f"{target['general_retention_raft_minus_sft']:+.3f}, domain accuracy RAFT − on_policy "
+            f"{target['domain_accuracy_raft_minus_on_policy']:+.3f}."
+        ),
+    ]
+    lines += [
+        "",
+        f"Training and evaluation of the runs: {report['run_seconds'] / 60:.1f} min; this invocation "
+        f"{report['wall_seconds'] / 60:.1f} min wall, on {report['machine']}.",
+    ]
     return "\n".join(lines) + "\n"
 
 

@@ -122,8 +122,14 @@ def prepare(config: LabConfig, out: Path, model_path: str, domain: Domain) -> La
         logger.warning("The original model answers none of the general probes: probe retention is not measured.")
     inputs.teacher_reference_accuracy = _teacher_reference_accuracy(base, test_qa, config, domain.case_sensitive)
     inputs.base_scores = score_model(base, base, data, eval_config)
-    write_json_atomic(cache, {"probes": data.probes, "base_scores": inputs.base_scores,
-                              "teacher_reference_accuracy": inputs.teacher_reference_accuracy})  # fmt: skip
+    write_json_atomic(
+        cache,
+        {
+            "probes": data.probes,
+            "base_scores": inputs.base_scores,
+            "teacher_reference_accuracy": inputs.teacher_reference_accuracy,
+        },
+    )
     return inputs
 
 
@@ -136,8 +142,14 @@ def run_one(method: Method, seed: int, inputs: LabInputs, config: LabConfig, out
     if method.trainer == "none":
         scores, history, train_seconds = inputs.base_scores, [], 0.0
     else:
-        trained = train(method, inputs.model_path, inputs.rows[method.data], config, seed,
-                        str(out / "runs" / f"{method.name}-seed{seed}"))  # fmt: skip
+        trained = train(
+            method,
+            inputs.model_path,
+            inputs.rows[method.data],
+            config,
+            seed,
+            str(out / "runs" / f"{method.name}-seed{seed}"),
+        )
         model = TransformersBackend(trained.model, trained.tokenizer, options=inputs.eval_config.backend_options())
         scores = score_model(model, inputs.base_backend(), inputs.eval_data, inputs.eval_config)
         if config.save_models:
@@ -147,9 +159,14 @@ def run_one(method: Method, seed: int, inputs: LabInputs, config: LabConfig, out
         del trained, model
         gc.collect()
     return {
-        "method": method.name, "seed": seed, "scores": scores, "log_history": history, "train_seconds": train_seconds,
-        "seconds": round(time.perf_counter() - start, 1), "metrics": run_metrics(scores, inputs.base_scores, train_seconds),
-    }  # fmt: skip
+        "method": method.name,
+        "seed": seed,
+        "scores": scores,
+        "log_history": history,
+        "train_seconds": train_seconds,
+        "seconds": round(time.perf_counter() - start, 1),
+        "metrics": run_metrics(scores, inputs.base_scores, train_seconds),
+    }
 
 
 def write_report(config: LabConfig, inputs: LabInputs, runs: list[dict], out: Path, seconds: float) -> dict:
@@ -162,7 +179,7 @@ def write_report(config: LabConfig, inputs: LabInputs, runs: list[dict], out: Pa
             "model": inputs.model_path,
             "domain": inputs.domain.name,
             "case_sensitive": inputs.domain.case_sensitive,
-        },  # fmt: skip
+        },
         "teacher_reference_accuracy": inputs.teacher_reference_accuracy,
         "base_scores": inputs.base_scores,
         "methods": methods,
@@ -174,7 +191,7 @@ def write_report(config: LabConfig, inputs: LabInputs, runs: list[dict], out: Pa
             "probes": len(data.probes),
             "ifeval": len(data.ifeval),
             "general_paragraphs": len(data.general_text),
-        },  # fmt: skip
+        },
         "wall_seconds": round(seconds, 1),
         "run_seconds": round(sum(r.get("seconds", 0.0) for r in runs), 1),
         "machine": machine(),
@@ -196,8 +213,10 @@ def _load_runs(out: Path, config: LabConfig, model_path: str, domain) -> list[di
         saved = json.loads(path.read_text())
         if saved != json.loads(json.dumps(settings)):
             changed = sorted(k for k in set(saved) | set(settings) if saved.get(k) != settings.get(k))
-            raise ValueError(f"{out} holds a lab run with other settings ({', '.join(changed)}); use another "
-                             "--output_dir, or delete runs.jsonl there to start over.")  # fmt: skip
+            raise ValueError(
+                f"{out} holds a lab run with other settings ({', '.join(changed)}); use another "
+                "--output_dir, or delete runs.jsonl there to start over."
+            )
         return [json.loads(line) for line in runs_path.read_text().splitlines() if line.strip()]
     runs_path.unlink(missing_ok=True)
     (out / "base_eval.json").unlink(missing_ok=True)
@@ -215,9 +234,14 @@ def _stage1(config: LabConfig, model_path: str, train_qa: list[dict], out: Path)
     write_jsonl(out / "train.jsonl", train_qa)
     fusion = config.fusion_model is not None
     refine_config = RefineConfig(
-        output_dir=str(out / "refine"), output_format="plain", rewrite_model=model_path, rewrite_max_new_tokens=64,
-        fusion=fusion, fusion_model=config.fusion_model, similarity_threshold=config.similarity_threshold,
-    )  # fmt: skip
+        output_dir=str(out / "refine"),
+        output_format="plain",
+        rewrite_model=model_path,
+        rewrite_max_new_tokens=64,
+        fusion=fusion,
+        fusion_model=config.fusion_model,
+        similarity_threshold=config.similarity_threshold,
+    )
     columns = ("id", "question", "answer")  # the lab's own settings (lab_config.json) pin which rows these are
     summary = refine(refine_config, dataset=Dataset.from_list([{k: r[k] for k in columns} for r in train_qa]))
     refined = {}
@@ -238,11 +262,18 @@ def _eval_config(config: LabConfig, model_path: str, domain, out: Path):
     from ..eval import EvalConfig
 
     return EvalConfig(
-        base_model=model_path, domain_dataset=str(out / "test.jsonl"), output_format="plain",
-        stop_sequences=["\n"], max_new_tokens=32, case_sensitive=domain.case_sensitive,
-        probes_file=config.probes_file or GENERAL_PROBES, ifeval_max_new_tokens=config.ifeval_max_new_tokens,
-        output_dir=str(out / "eval"), plot=False, generation_batch_size=16,
-    )  # fmt: skip
+        base_model=model_path,
+        domain_dataset=str(out / "test.jsonl"),
+        output_format="plain",
+        stop_sequences=["\n"],
+        max_new_tokens=32,
+        case_sensitive=domain.case_sensitive,
+        probes_file=config.probes_file or GENERAL_PROBES,
+        ifeval_max_new_tokens=config.ifeval_max_new_tokens,
+        output_dir=str(out / "eval"),
+        plot=False,
+        generation_batch_size=16,
+    )
 
 
 def _teacher_reference_accuracy(base, test_qa: list[dict], config: LabConfig, case_sensitive: bool) -> float:
@@ -255,6 +286,8 @@ def _teacher_reference_accuracy(base, test_qa: list[dict], config: LabConfig, ca
     template = config.teacher_template or DEFAULT_TEACHER_TEMPLATE
     prompts = [render_teacher_text(template, reference=r["answer"], prompt=prompt_of(r["question"])) for r in test_qa]
     replies = base.generate(prompts, SamplingSettings(32, stop=("\n",)))
-    hits = [contains_answer(g.text, [r["answer"], *r["aliases"]], case_sensitive=case_sensitive)
-            for g, r in zip(replies, test_qa)]  # fmt: skip
+    hits = [
+        contains_answer(g.text, [r["answer"], *r["aliases"]], case_sensitive=case_sensitive)
+        for g, r in zip(replies, test_qa)
+    ]
     return sum(hits) / len(hits)

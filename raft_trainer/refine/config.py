@@ -119,13 +119,14 @@ class RefineConfig(BackendArguments, QADataArguments):
     judge_stop_score: float = _help("Stop fusing once a candidate's mean judge score reaches this.", default=0.8)
     judge_retries: int = _help(
         "Ask a judge again (sampling at temperature 0.7) when its reply states no readable score, up to this many "
-        "times; replies still unreadable are recorded and left out of the mean.", default=1,
-    )  # fmt: skip
+        "times; replies still unreadable are recorded and left out of the mean.",
+        default=1,
+    )
     stop_sequences: list[str] = _help(
         "Generated text is cut before the first of these (base models keep writing otherwise); judges also stop at a "
         "newline. Empty: rely on EOS (chat models).",
         default_factory=lambda: list(DEFAULT_STOP),
-    )  # fmt: skip
+    )
 
     def __post_init__(self):
         super().__post_init__()
@@ -141,6 +142,16 @@ class RefineConfig(BackendArguments, QADataArguments):
 
     def outcome_fields(self) -> dict:
         """The settings that change the refined rows; a resumed run must match them."""
-        ignored = {"overwrite", "max_rows", "output_dir", "max_concurrency", "request_timeout", "max_retries",
-                   "api_key_env", "device", "generation_batch_size", "embedding_device"}  # fmt: skip
+        ignored = {
+            "overwrite",
+            "max_rows",
+            "output_dir",
+            "max_concurrency",
+            "request_timeout",
+            "max_retries",
+            "api_key_env",
+            "device",
+            "generation_batch_size",
+            "embedding_device",
+        }
         return {f.name: getattr(self, f.name) for f in fields(self) if f.name not in ignored}

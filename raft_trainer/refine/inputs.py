@@ -122,8 +122,11 @@ def read_rows(dataset, config: RefineConfig) -> tuple[list[RefineRow], list[dict
         aliases = tuple(a for a in aliases if isinstance(a, str) and a.strip()) if isinstance(aliases, list) else ()
         rows.append(RefineRow(row_id, question.strip(), answer.strip(), prompt, prefix, aliases))
     if not rows:
-        detail = (f"all {len(skipped)} rows were skipped (first: row {skipped[0]['row']}, {skipped[0]['reason']})"
-                  if skipped else "the dataset has no rows")  # fmt: skip
+        detail = (
+            f"all {len(skipped)} rows were skipped (first: row {skipped[0]['row']}, {skipped[0]['reason']})"
+            if skipped
+            else "the dataset has no rows"
+        )
         raise ValueError(f"No usable question/answer rows ({question_column!r}/{answer_column!r}): {detail}.")
     return rows, skipped
 

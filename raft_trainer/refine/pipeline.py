@@ -40,9 +40,11 @@ class Refiner:
         fused: dict[int, FusionResult] = {}
         if self.fusion is not None and accepted:
             results = self.fusion(
-                [rows[i].question for i in accepted], [rows[i].answer for i in accepted],
-                [rewrites[i].text for i in accepted], seed=seed,
-            )  # fmt: skip
+                [rows[i].question for i in accepted],
+                [rows[i].answer for i in accepted],
+                [rewrites[i].text for i in accepted],
+                seed=seed,
+            )
             fused = dict(zip(accepted, results))
         records = []
         for i, row in enumerate(rows):
@@ -56,13 +58,20 @@ class Refiner:
                 text, source = rewrites[i].text, "rewrite"
             best = fusion.best if fusion else None
             provenance = {
-                "gold": row.answer, "rewrite": rewrites[i].text, "similarity": similarities[i], "status": status,
-                "source": source, "fusion_rounds": len(fusion.candidates) if fusion else 0,
+                "gold": row.answer,
+                "rewrite": rewrites[i].text,
+                "similarity": similarities[i],
+                "status": status,
+                "source": source,
+                "fusion_rounds": len(fusion.candidates) if fusion else 0,
                 "candidates": [{**vars(c), "mean_score": c.mean_score} for c in fusion.candidates] if fusion else [],
                 "best_score": best.mean_score if best else None,
-                "tokens": {"rewrite": rewrites[i].num_tokens, **(fusion.tokens if fusion else {"fusion": 0, "judge": 0})},
+                "tokens": {
+                    "rewrite": rewrites[i].num_tokens,
+                    **(fusion.tokens if fusion else {"fusion": 0, "judge": 0}),
+                },
                 **self.provenance_base,
-            }  # fmt: skip
+            }
             records.append(row.training_record(text, provenance))
         return records
 
@@ -86,25 +95,39 @@ def build_refiner(
     fusion = None
     if config.fusion:
         fusion = FusionStep(
-            fuser=backends.get(fusion_spec), judges=[backends.get(s) for s in judge_specs],
-            fusion_prompt=prompts["fusion"], judge_prompt=prompts["judge"],
-            fusion_settings=SamplingSettings(config.fusion_max_new_tokens, config.fusion_temperature, config.fusion_top_p, stop),
+            fuser=backends.get(fusion_spec),
+            judges=[backends.get(s) for s in judge_specs],
+            fusion_prompt=prompts["fusion"],
+            judge_prompt=prompts["judge"],
+            fusion_settings=SamplingSettings(
+                config.fusion_max_new_tokens, config.fusion_temperature, config.fusion_top_p, stop
+            ),
             judge_settings=SamplingSettings(config.judge_max_new_tokens, 0.0, 1.0, stop + ("\n",) if stop else ()),
-            rounds=config.fusion_rounds, stop_score=config.judge_stop_score, judge_retries=config.judge_retries,
-        )  # fmt: skip
+            rounds=config.fusion_rounds,
+            stop_score=config.judge_stop_score,
+            judge_retries=config.judge_retries,
+        )
     rewriter = backends.get(rewrite_spec)
     models = {
-        "rewrite": rewriter.name, "embedding": semantic_filter.name,
-        "fusion": fusion.fuser.name if fusion else None, "judges": [j.name for j in fusion.judges] if fusion else [],
-    }  # fmt: skip
+        "rewrite": rewriter.name,
+        "embedding": semantic_filter.name,
+        "fusion": fusion.fuser.name if fusion else None,
+        "judges": [j.name for j in fusion.judges] if fusion else [],
+    }
     versions = {role: p.version for role, p in prompts.items() if role == "rewrite" or fusion}
     return Refiner(
-        rewriter, prompts["rewrite"],
+        rewriter,
+        prompts["rewrite"],
         SamplingSettings(config.rewrite_max_new_tokens, config.rewrite_temperature, config.rewrite_top_p, stop),
-        semantic_filter, fusion,
-        {"threshold": config.similarity_threshold, "stop_score": config.judge_stop_score, "models": models,
-         "prompt_versions": versions},
-    )  # fmt: skip
+        semantic_filter,
+        fusion,
+        {
+            "threshold": config.similarity_threshold,
+            "stop_score": config.judge_stop_score,
+            "models": models,
+            "prompt_versions": versions,
+        },
+    )
 
 
 def _with_concrete_output_format(config: RefineConfig, backends: BackendPool | None) -> RefineConfig:

@@ -16,8 +16,12 @@ REQUIRED_FIELDS = {
     "judge": ("{question}", "{answer}", "{candidate}"),
     "domain_judge": ("{question}", "{answer}", "{candidate}"),
 }
-BUNDLED_IN = {"rewrite": "raft_trainer.refine", "fusion": "raft_trainer.refine", "judge": "raft_trainer.refine",
-              "domain_judge": "raft_trainer.eval"}  # fmt: skip
+BUNDLED_IN = {
+    "rewrite": "raft_trainer.refine",
+    "fusion": "raft_trainer.refine",
+    "judge": "raft_trainer.refine",
+    "domain_judge": "raft_trainer.eval",
+}
 
 
 @dataclass(frozen=True)

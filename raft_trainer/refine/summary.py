@@ -17,10 +17,17 @@ def _quantiles(values: list[float]) -> dict:
 
     histogram = Counter(min(9, max(0, int(v * 10))) for v in values)
     return {
-        "count": len(values), "mean": round(mean(values), 4), "min": round(ordered[0], 4), "p10": at(0.1),
-        "p25": at(0.25), "median": round(median(values), 4), "p75": at(0.75), "p90": at(0.9), "max": round(ordered[-1], 4),
+        "count": len(values),
+        "mean": round(mean(values), 4),
+        "min": round(ordered[0], 4),
+        "p10": at(0.1),
+        "p25": at(0.25),
+        "median": round(median(values), 4),
+        "p75": at(0.75),
+        "p90": at(0.9),
+        "max": round(ordered[-1], 4),
         "histogram": {f"{b / 10:.1f}-{(b + 1) / 10:.1f}": histogram.get(b, 0) for b in range(10)},
-    }  # fmt: skip
+    }
 
 
 def summarize(records: list[dict], skipped: list[dict], *, wall_time: float, rows_this_run: int) -> dict:
@@ -48,7 +55,7 @@ def summarize(records: list[dict], skipped: list[dict], *, wall_time: float, row
         "wall_time_s": round(wall_time, 2),
         "rows_this_run": rows_this_run,
         "rows_per_s_this_run": round(rows_this_run / wall_time, 4) if wall_time > 0 else None,
-    }  # fmt: skip
+    }
 
 
 def format_summary(summary: dict) -> str:
