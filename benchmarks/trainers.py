@@ -197,32 +197,62 @@ def run_one(trainer_name: str, model: str, args) -> dict:
 
 
 def format_report(result: dict) -> str:
+    """The table of the trainers that ran (in `TRAINERS` order), ratios to RAFT when RAFT ran, RAFT's parts when it ran,
+    and RAFT ÷ SDFT when both ran: any subset of `--trainers` is reported."""
     rows = {r["trainer"]: r for r in result["trainers"]}
-    raft = rows["raft"]
-    lines = [f"model {result['model']}, batch {result['batch_size']}, rollout ≤ {result['max_completion_length']} "
-             f"tokens, K {result['topk']}, {result['device']}, {result['steps']} steps after {result['warmup']} warm-up",
-             "| trainer | median step (s) | step / RAFT | peak memory (MiB) | memory / RAFT | tokens/s | mean rollout |",
-             "|---|---|---|---|---|---|---|"]  # fmt: skip
-    for name in TRAINERS:
+    raft = rows.get("raft")
+    header = (
+        f"model {result['model']}, batch {result['batch_size']}, rollout ≤ {result['max_completion_length']} tokens, "
+        f"K {result['topk']}, {result['device']}, {result['steps']} steps after {result['warmup']} warm-up"
+    )
+    columns = [
+        "trainer",
+        "median step (s)",
+        "step / RAFT",
+        "peak memory (MiB)",
+        "memory / RAFT",
+        "tokens/s",
+        "mean rollout",
+    ]
+    if raft is None:  # no ratios to a trainer that did not run
+        columns = [c for c in columns if not c.endswith("/ RAFT")]
+    lines = [header, "| " + " | ".join(columns) + " |", "|" + "---|" * len(columns)]
+    for name in (n for n in TRAINERS if n in rows):
         r = rows[name]
-        lines.append(f"| {name} | {r['median_step_s']:.4f} | {r['median_step_s'] / raft['median_step_s']:.2f} | "
-                     f"{r['peak_memory_mb']:.0f} | {r['peak_memory_mb'] / raft['peak_memory_mb']:.2f} | "
-                     f"{r['tokens_per_s']:.1f} | {r['mean_completion_length']:.1f} |")  # fmt: skip
-    inside, alone = raft["in_step"], raft["alone"]
-    floor = alone["generation"] + alone["teacher_forward"] + alone["student_forward_backward"]
-    lines += ["", "RAFT step by part (median s): inside real steps | alone on a fixed batch",
-              f"- generation: {inside['parts_s']['generation']:.4f} | {alone['generation']:.4f}",
-              f"- teacher forward (top-K): {inside['parts_s']['teacher_forward']:.4f} | {alone['teacher_forward']:.4f}",
-              f"- student forward + backward: {inside['parts_s']['student_forward'] + inside['parts_s']['backward']:.4f}"
-              f" | {alone['student_forward_backward']:.4f}",
-              f"- optimizer step: {inside['parts_s']['optimizer']:.4f} | {alone['optimizer']:.4f}",
-              f"- rest of the step (trainer, data, metrics): {inside['other_s']:.4f}",
-              f"RAFT step {raft['median_step_s']:.4f} s ÷ sum of parts alone (generation + teacher + student "
-              f"fwd/bwd) {floor:.4f} s = {raft['median_step_s'] / floor:.2f}; including the optimizer step "
-              f"{floor + alone['optimizer']:.4f} s: {raft['median_step_s'] / (floor + alone['optimizer']):.2f}",
-              f"RAFT ÷ SDFT step: {raft['median_step_s'] / rows['sdft']['median_step_s']:.2f}; "
-              f"peak memory: {raft['peak_memory_mb'] / rows['sdft']['peak_memory_mb']:.2f}"]  # fmt: skip
+        step, memory = [f"{r['median_step_s']:.4f}"], [f"{r['peak_memory_mb']:.0f}"]
+        if raft is not None:
+            step.append(f"{r['median_step_s'] / raft['median_step_s']:.2f}")
+            memory.append(f"{r['peak_memory_mb'] / raft['peak_memory_mb']:.2f}")
+        cells = [name, *step, *memory, f"{r['tokens_per_s']:.1f}", f"{r['mean_completion_length']:.1f}"]
+        lines.append("| " + " | ".join(cells) + " |")
+    if raft is not None:
+        lines += ["", *raft_parts_report(raft)]
+        if "sdft" in rows:
+            sdft = rows["sdft"]
+            lines.append(
+                f"RAFT ÷ SDFT step: {raft['median_step_s'] / sdft['median_step_s']:.2f}; "
+                f"peak memory: {raft['peak_memory_mb'] / sdft['peak_memory_mb']:.2f}"
+            )
     return "\n".join(lines)
+
+
+def raft_parts_report(raft: dict) -> list[str]:
+    """RAFT's step by part, inside real steps and alone on a fixed batch, and the step against the sum of its parts."""
+    inside, alone = raft["in_step"]["parts_s"], raft["alone"]
+    floor = alone["generation"] + alone["teacher_forward"] + alone["student_forward_backward"]
+    with_optimizer = floor + alone["optimizer"]
+    return [
+        "RAFT step by part (median s): inside real steps | alone on a fixed batch",
+        f"- generation: {inside['generation']:.4f} | {alone['generation']:.4f}",
+        f"- teacher forward (top-K): {inside['teacher_forward']:.4f} | {alone['teacher_forward']:.4f}",
+        f"- student forward + backward: {inside['student_forward'] + inside['backward']:.4f}"
+        f" | {alone['student_forward_backward']:.4f}",
+        f"- optimizer step: {inside['optimizer']:.4f} | {alone['optimizer']:.4f}",
+        f"- rest of the step (trainer, data, metrics): {raft['in_step']['other_s']:.4f}",
+        f"RAFT step {raft['median_step_s']:.4f} s ÷ sum of parts alone (generation + teacher + student "
+        f"fwd/bwd) {floor:.4f} s = {raft['median_step_s'] / floor:.2f}; including the optimizer step "
+        f"{with_optimizer:.4f} s: {raft['median_step_s'] / with_optimizer:.2f}",
+    ]
 
 
 def main() -> None:
@@ -235,7 +265,9 @@ def main() -> None:
     parser.add_argument("--max_length", type=int, default=256)
     parser.add_argument("--topk", type=int, default=512)
     parser.add_argument("--part_repeats", type=int, default=3)
-    parser.add_argument("--trainers", nargs="+", default=list(TRAINERS), choices=TRAINERS)
+    parser.add_argument(
+        "--trainers", nargs="+", default=list(TRAINERS), choices=TRAINERS, help="any subset; ratios to RAFT need raft"
+    )
     parser.add_argument("--one", help=argparse.SUPPRESS)  # TRAINER,MODEL_PATH: one trainer in this process
     parser.add_argument("--json", help="write the results here")
     args = parser.parse_args()
@@ -251,12 +283,13 @@ def main() -> None:
     result["device"] = torch.cuda.get_device_name() if torch.cuda.is_available() else f"cpu ({os.cpu_count()} cores)"
     result["trainers"] = [run_isolated("benchmarks.trainers", ["--one", f"{name},{model}", *passthrough])
                           for name in args.trainers]  # fmt: skip
-    print(format_report(result))
-    raft = next(r for r in result["trainers"] if r["trainer"] == "raft")
-    print(f"\nProfile of one RAFT step (top ops by self time):\n```\n{raft['profile'].strip()}\n```")
-    if args.json:
+    if args.json:  # written before the report, so that the measurements are kept whatever the report does
         Path(args.json).parent.mkdir(parents=True, exist_ok=True)
         Path(args.json).write_text(json.dumps(result, indent=1))
+    print(format_report(result))
+    raft = next((r for r in result["trainers"] if r["trainer"] == "raft"), None)
+    if raft is not None:
+        print(f"\nProfile of one RAFT step (top ops by self time):\n```\n{raft['profile'].strip()}\n```")
 
 
 if __name__ == "__main__":

@@ -10,16 +10,15 @@ __version__ = "0.1.0"
 
 _EXPORTS = {
     "EMALossBalancer": "balancing",
-    "RAFTCallback": "callbacks",
+    "RAFTLossBalancer": "balancing",
     "RAFTConfig": "config",
     "RAFTDataCollator": "collator",
     "RAFTTrainer": "trainer",
 }
-__all__ = ["EMALossBalancer", "RAFTCallback", "RAFTConfig", "RAFTDataCollator", "RAFTTrainer", "__version__"]
+__all__ = ["EMALossBalancer", "RAFTConfig", "RAFTDataCollator", "RAFTLossBalancer", "RAFTTrainer", "__version__"]
 
 if TYPE_CHECKING:
-    from .balancing import EMALossBalancer
-    from .callbacks import RAFTCallback
+    from .balancing import EMALossBalancer, RAFTLossBalancer
     from .collator import RAFTDataCollator
     from .config import RAFTConfig
     from .trainer import RAFTTrainer

@@ -266,3 +266,72 @@ def gather_logits(
         hidden[:0], no_labels, hidden, indices, head, chunk_size=chunk_size, num_chunks=num_chunks
     )
     return logits
+
+
+def student_losses(
+    sft_hidden: torch.Tensor,
+    sft_labels: torch.Tensor,
+    rollout_hidden: torch.Tensor,
+    completion_mask: torch.Tensor,
+    teacher: TeacherTopK,
+    head: LMHead,
+    *,
+    temperature: float,
+    chunk_size: int,
+    num_chunks: int | None = None,
+    recompute: bool = True,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Both of RAFT's terms from the student's hidden states, with one chunked pass through the LM head.
+
+    Args:
+        sft_hidden (`torch.Tensor`): `(M, H)` hidden states that predict the SFT targets (position t predicts t+1).
+        sft_labels (`torch.Tensor`): `(M,)` target ids, `-100` where not trained on.
+        rollout_hidden (`torch.Tensor`): `(N, C, H)` hidden states that predict each rollout token z_c.
+        completion_mask (`torch.Tensor`): `(N, C)` 1 on rollout tokens, 0 on padding.
+        teacher (`TeacherTopK`): the teacher's top-K ids `(N, C, K)` and log q̃ `(N, C, K)`.
+        head (`LMHead`): the student's output projection.
+        temperature, chunk_size, num_chunks, recompute: as in `topk_forward_kl_per_token` and `nll_and_topk_logits`.
+
+    Returns:
+        `(nll_sum, kl_per_token)`: `()` Σ −log p(ŷ_t) over the SFT tokens (paper Eq. 1, before normalisation) and
+        `(N, C)` T²·KL(q̃‖p̃) per rollout position over the teacher's top-K (paper Eq. 4), 0 at padding.
+    """
+    num_rows, length, k = teacher.indices.shape
+    nll_sum, student_logits = nll_and_topk_logits(
+        sft_hidden,
+        sft_labels,
+        rollout_hidden.reshape(num_rows * length, -1),
+        teacher.indices.reshape(-1, k),
+        head,
+        chunk_size=chunk_size,
+        num_chunks=num_chunks,
+        recompute=recompute,
+    )
+    kl = topk_forward_kl_per_token(
+        student_logits.view(num_rows, length, k), teacher.logprobs, completion_mask, temperature=temperature
+    )
+    return nll_sum, kl
+
+
+def micro_batch_losses(
+    nll_sum: torch.Tensor, num_sft_tokens: torch.Tensor, kl_per_sequence: torch.Tensor
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """`(L_SFT, L_KL)` as means over this micro-batch: NLL per SFT token, KL per rollout.
+
+    The normalisation when the Trainer averages micro-batch losses itself (`num_items_in_batch` is `None`): each
+    micro-batch's loss is already a mean, and the Trainer divides their sum by the accumulation steps.
+    """
+    return nll_sum / num_sft_tokens.clamp(min=1), kl_per_sequence.mean()
+
+
+def window_losses(
+    nll_sum: torch.Tensor, kl_per_sequence: torch.Tensor, num_items_in_batch, num_rollouts_in_window: int | None
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """`(L_SFT, L_KL)` as this micro-batch's share of the accumulation window's means (as `SFTTrainer` normalises):
+    Σ NLL over the window's SFT tokens (`num_items_in_batch`, all ranks when tokens are averaged across devices) and
+    Σ KL over the window's rollouts (`num_rollouts_in_window`, counted the same way). Summed over the window's
+    micro-batches they give the window means, so the gradient does not depend on how the window is split.
+    (OpenRLHF's `aggregate_loss` makes the same choice between per-micro-batch and per-window means.)
+    """
+    tokens = torch.as_tensor(num_items_in_batch, device=nll_sum.device).clamp(min=1)
+    return nll_sum / tokens, kl_per_sequence.sum() / (num_rollouts_in_window or kl_per_sequence.numel())

@@ -4,25 +4,28 @@ its name or path (never a deep copy, which would copy empty ZeRO-3 shards), or a
 
 from __future__ import annotations
 
+import contextlib
+
 import torch
 from accelerate.logging import get_logger
 from transformers import AutoModelForCausalLM, PreTrainedModel
 from trl.trainer.utils import get_config_model_id, use_adapter
 
-from .heads import add_raft_head
+from .heads import add_hidden_states_output, lm_head_of
+from .losses import TeacherTopK, teacher_topk
 
 logger = get_logger(__name__)
 
 
 def load_teacher(model_or_path: str | PreTrainedModel, init_kwargs: dict | None = None) -> PreTrainedModel:
-    """Load (if given a path) and freeze the teacher: eval mode, no gradients, RAFT head added."""
+    """Load (if given a path) and freeze the teacher: eval mode, no gradients, hidden-states output added."""
     if isinstance(model_or_path, str):
         teacher = AutoModelForCausalLM.from_pretrained(model_or_path, **(init_kwargs or {}))
     else:
         teacher = model_or_path
     teacher.eval()
     teacher.requires_grad_(False)
-    add_raft_head(teacher)
+    add_hidden_states_output(teacher)
     return teacher
 
 
@@ -68,14 +71,63 @@ def weights_differ(model: PreTrainedModel, reference: PreTrainedModel, num_tenso
 
 
 @torch.no_grad()
-def run_teacher(model, teacher: PreTrainedModel | None, head_fn, **inputs):
-    """Forward the teacher with `raft_head=head_fn`: `teacher`, or `model` with its adapter disabled when `None`."""
+def teacher_topk_over_completions(
+    model,
+    teacher: PreTrainedModel | None,
+    input_ids: torch.Tensor,
+    attention_mask: torch.Tensor,
+    position_ids: torch.Tensor,
+    completion_length: int,
+    *,
+    k: int,
+    temperature: float,
+    chunk_size: int,
+    num_chunks: int | None = None,
+) -> TeacherTopK:
+    """The frozen teacher's top-K over each completion position of `[teacher prompt ⊕ z]` (paper Eq. 3).
+
+    The teacher is `teacher`, or with `None` the student `model` (unwrapped, a PEFT model) with its adapter disabled
+    and dropout off. One forward gives its last hidden states; the `C = completion_length` positions that predict z
+    go through its LM head in chunks (`losses.teacher_topk`).
+
+    Args:
+        input_ids, attention_mask, position_ids (`torch.Tensor`): `(N, P + C)` teacher prompt ⊕ z, left-padded.
+        k, temperature, chunk_size, num_chunks: as in `losses.teacher_topk`.
+
+    Returns:
+        `TeacherTopK` with ids and log q̃ `(N, C, K)` and top-K mass `(N, C)`.
+    """
+    num_rows = input_ids.size(0)
+    with _teacher_network(model, teacher) as network:
+        hidden = network(
+            input_ids=input_ids,
+            attention_mask=attention_mask,
+            position_ids=position_ids,
+            return_last_hidden_state=True,
+        )
+        hidden = hidden[:, -completion_length - 1 : -1].reshape(num_rows * completion_length, -1)
+        top = teacher_topk(
+            hidden,
+            lm_head_of(getattr(network, "module", network)),
+            k=k,
+            temperature=temperature,
+            chunk_size=chunk_size,
+            num_chunks=num_chunks,
+        )
+    shape = (num_rows, completion_length, -1)
+    return TeacherTopK(top.indices.view(shape), top.logprobs.view(shape), top.mass.view(num_rows, completion_length))
+
+
+@contextlib.contextmanager
+def _teacher_network(model, teacher: PreTrainedModel | None):
+    """`teacher`, or `model` with its adapter disabled and in eval mode for the duration (the LoRA teacher)."""
     if teacher is not None:
-        return teacher(**inputs, raft_head=head_fn)
+        yield teacher
+        return
     was_training = model.training
     model.eval()  # no dropout in the teacher pass
     try:
         with use_adapter(model, None):
-            return model(**inputs, raft_head=head_fn)
+            yield model
     finally:
         model.train(was_training)

@@ -11,7 +11,6 @@ One training micro-batch, in order:
 from __future__ import annotations
 
 import functools
-import math
 import os
 import time
 from dataclasses import dataclass
@@ -26,23 +25,22 @@ from trl.data_utils import get_dataset_column_names
 from trl.models.utils import prepare_deepspeed, unwrap_model_for_generation
 from trl.trainer.utils import pad
 
-from .balancing import EMALossBalancer
-from .callbacks import RAFTCallback
+from .balancing import RAFTLossBalancer
 from .collator import RAFTDataCollator
 from .config import RAFTConfig, as_raft_config
 from .data import check_chat_template, completion_text, normalize_dataset, qa_prompt_format
-from .heads import add_raft_head
+from .heads import add_hidden_states_output, lm_head_of
 from .losses import (
     TeacherTopK,
-    nll_and_topk_logits,
+    micro_batch_losses,
     num_row_chunks,
     sequence_means,
-    teacher_topk,
-    topk_forward_kl_per_token,
+    student_losses,
+    window_losses,
 )
 from .rollouts import Rollouts, append_completions, positions_from_mask, sample_rollouts
 from .stopping import resolve_stop_strings
-from .teacher import load_teacher, reload_original, run_teacher
+from .teacher import load_teacher, reload_original, teacher_topk_over_completions
 from .teacher_prompts import add_teacher_prompt_ids
 from .vllm_rollouts import VLLMRollouts
 
@@ -137,8 +135,7 @@ class RAFTTrainer(SFTTrainer):
             eval_dataset = {name: normalize_dataset(ds, name, qa_format) for name, ds in eval_dataset.items()}
         elif eval_dataset is not None:
             eval_dataset = normalize_dataset(eval_dataset, "eval", qa_format)
-        balancer = EMALossBalancer(args.ema_beta, args.ema_eps, args.loss_balancing, args.fixed_lambda)
-        self.raft_callback = RAFTCallback(balancer)
+        self.balancer = RAFTLossBalancer(args.ema_beta, args.ema_eps, args.loss_balancing, args.fixed_lambda)
         super().__init__(
             model,
             args,
@@ -146,7 +143,7 @@ class RAFTTrainer(SFTTrainer):
             train_dataset,
             eval_dataset,
             processing_class,
-            callbacks=[*(callbacks or []), self.raft_callback],
+            callbacks=[*(callbacks or []), self.balancer],
             **kwargs,
         )
         if args.use_distillation:  # RAFT's keys around the SFT batch of TRL's collator, or of the one passed
@@ -166,22 +163,30 @@ class RAFTTrainer(SFTTrainer):
         head = self.accelerator.unwrap_model(self.model).get_output_embeddings()
         self._recompute_head_chunks = not self._zero3 or any(p.requires_grad for p in head.parameters())
         self._num_rollouts_in_window: int | None = None
-        # This optimizer step's Σ SFT and Σ KL contributions, finite micro-batches, all micro-batches
-        self._step_totals = torch.zeros(4, dtype=torch.float64)
-        self._first_lambda: float | None = None
-
-    @property
-    def balancer(self) -> EMALossBalancer:
-        """The EMA balancer (owned by the callback, which may be replaced when callback states are restored)."""
-        callback = next(
-            (c for c in self.callback_handler.callbacks if isinstance(c, RAFTCallback)), self.raft_callback
+        self.balancer.distribute(
+            lambda totals: self.accelerator.reduce(totals, "sum"),
+            self.accelerator.num_processes,
+            counts_cover_all_ranks=args.average_tokens_across_devices and args.world_size > 1,
+            device=self.accelerator.device,
         )
-        return callback.balancer
+
+    def _load_callback_state(self) -> None:
+        """`restore_callback_states_from_checkpoint`: every callback but the balancer, which restores its own state
+        (`RAFTLossBalancer.on_train_begin`) instead of being replaced by a new instance the trainer would not hold."""
+        saved = {
+            n: self.state.stateful_callbacks.pop(n)
+            for n in RAFTLossBalancer.SAVED_NAMES
+            if n in self.state.stateful_callbacks
+        }
+        try:
+            super()._load_callback_state()
+        finally:
+            self.state.stateful_callbacks.update(saved)
 
     # ----------------------------------------------------------------------------------------------- setup
     def _resolve_teacher(self, teacher_model):
         student = self.model.get_base_model() if is_peft_model(self.model) else self.model
-        add_raft_head(student)
+        add_hidden_states_output(student)
         if teacher_model is not None:
             teacher = load_teacher(teacher_model, self.args.teacher_model_init_kwargs)
         elif is_peft_model(self.model):
@@ -342,12 +347,13 @@ class RAFTTrainer(SFTTrainer):
                 completion_mask=rollouts.completion_mask,
                 completion_finished=rollouts.finished,
             )
-        if self.balancer.lam is None:
-            self._first_lambda = self._window_lambda(batch_samples)
+        if self.balancer.needs_first_window:
+            self.balancer.first_window(self._window_totals(batch_samples))
         return batch_samples, num_items_in_batch
 
     # ------------------------------------------------------------------------------------------ the step
     def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
+        """L = L_SFT + λ·L_KL for one micro-batch: rollouts → teacher top-K → student forward → losses → λ."""
         raft_inputs = {key: inputs.pop(key) for key in RAFT_BATCH_KEYS if key in inputs}
         if not (self.args.use_distillation and self.model.training):
             return super().compute_loss(model, inputs, return_outputs, num_items_in_batch)
@@ -355,29 +361,26 @@ class RAFTTrainer(SFTTrainer):
             raise ValueError("RAFTTrainer does not return model outputs from a training step.")
         terms = self._raft_terms(model, inputs, raft_inputs)
         self._log_micro_batch(inputs, terms)
-        if num_items_in_batch is None:  # Trainer then averages micro-batch losses itself: use micro-batch means
-            sft_loss = terms.nll_sum / terms.num_sft_tokens.clamp(min=1)
-            kl_loss = terms.kl_per_sequence.mean()
+        if num_items_in_batch is None:  # the Trainer averages micro-batch losses itself
+            sft_loss, kl_loss = micro_batch_losses(terms.nll_sum, terms.num_sft_tokens, terms.kl_per_sequence)
             window_share = 1.0 / self.current_gradient_accumulation_steps
         else:  # normalised by the whole accumulation window (all ranks), as SFTTrainer does
-            sft_loss = terms.nll_sum / torch.as_tensor(num_items_in_batch, device=terms.nll_sum.device).clamp(min=1)
-            kl_loss = terms.kl_per_sequence.sum() / (self._num_rollouts_in_window or terms.kl_per_sequence.numel())
+            sft_loss, kl_loss = window_losses(
+                terms.nll_sum, terms.kl_per_sequence, num_items_in_batch, self._num_rollouts_in_window
+            )
             window_share = 1.0
-        losses = torch.stack([sft_loss.detach(), kl_loss.detach()])
-        finite = bool(torch.isfinite(losses).all())
-        step_losses = (losses * window_share).tolist() if finite else [0.0, 0.0]
-        self._step_totals += torch.tensor([*step_losses, finite, 1.0], dtype=torch.float64)
-        lam = self._lambda_for_step(losses)
+        lam = self.balancer.observe(sft_loss, kl_loss, window_share)
         self._metrics["train"]["raft/lambda"].append(lam)
-        if not finite:
-            return self._skip_non_finite(model, losses)
+        if not torch.isfinite(sft_loss + kl_loss):
+            return self._skip_non_finite(model, sft_loss, kl_loss)
         loss = sft_loss + lam * kl_loss
         if self.args.average_tokens_across_devices and num_items_in_batch is not None:
             loss = loss * self.accelerator.num_processes  # DDP averages gradients; counts cover all ranks
         return loss
 
     def _raft_terms(self, model, inputs, raft_inputs) -> RAFTTerms:
-        """Rollouts (from the batch, else sampled now), the teacher's top-K over them, and one student forward."""
+        """What the loss is made of: the rollouts (sampled for the window, else now), the teacher's top-K over
+        them, one student forward over [x ⊕ ŷ] and [x ⊕ z], and both losses from its hidden states."""
         if "completion_ids" in raft_inputs:
             rollouts = Rollouts(
                 raft_inputs["completion_ids"], raft_inputs["completion_mask"], raft_inputs.get("completion_finished")
@@ -386,23 +389,17 @@ class RAFTTrainer(SFTTrainer):
             rollouts = self._sample_rollouts(
                 model, raft_inputs["prompt_input_ids"], raft_inputs["prompt_attention_mask"]
             )
-        chunks = self._lm_head_chunk_counts(inputs["labels"], rollouts)
-        teacher = self._teacher_topk(model, raft_inputs, rollouts, chunks[1])
-        nll_sum, kl_per_token = self._student_losses(model, inputs, raft_inputs, rollouts, teacher, chunks)
+        student_chunks, teacher_chunks = self._lm_head_chunk_counts(inputs["labels"], rollouts)
+        teacher = self._teacher_topk(model, raft_inputs, rollouts, teacher_chunks)
+        nll_sum, kl_per_token = self._student_losses(model, inputs, raft_inputs, rollouts, teacher, student_chunks)
         num_sft_tokens = inputs["labels"][:, 1:].ne(-100).sum()
-        return RAFTTerms(
-            rollouts,
-            teacher,
-            nll_sum,
-            num_sft_tokens,
-            kl_per_token,
-            sequence_means(kl_per_token, rollouts.completion_mask),
-        )
+        kl_per_sequence = sequence_means(kl_per_token, rollouts.completion_mask)
+        return RAFTTerms(rollouts, teacher, nll_sum, num_sft_tokens, kl_per_token, kl_per_sequence)
 
-    def _skip_non_finite(self, model, losses: torch.Tensor) -> torch.Tensor:
+    def _skip_non_finite(self, model, sft_loss: torch.Tensor, kl_loss: torch.Tensor) -> torch.Tensor:
         """A micro-batch with a NaN/inf loss gives every trainable parameter a zero gradient (the weights stay finite
-        and DDP still reduces every gradient); it is counted and kept out of the EMAs."""
-        sft, kl = losses.tolist()
+        and DDP still reduces every gradient); the balancer has counted it and kept it out of the EMAs."""
+        sft, kl = sft_loss.item(), kl_loss.item()
         logger.warning(
             f"Step {self.state.global_step}: non-finite RAFT loss (SFT {sft}, KL {kl}); this micro-batch "
             "is skipped (zero gradient) and kept out of λ's EMAs.",
@@ -468,135 +465,87 @@ class RAFTTrainer(SFTTrainer):
         else:  # plain on-policy distillation: the teacher sees what the student sees
             prompt_ids, prompt_mask = raft_inputs["prompt_input_ids"], raft_inputs["prompt_attention_mask"]
         input_ids, attention_mask, position_ids = append_completions(prompt_ids, prompt_mask, rollouts)
-        num_rows, length = rollouts.completion_ids.shape
-
-        def head(hidden, lm_head):
-            hidden = hidden[:, -length - 1 : -1].reshape(num_rows * length, -1)
-            top = teacher_topk(
-                hidden,
-                lm_head,
-                k=self.args.distillation_topk,
-                temperature=self.args.distillation_temperature,
-                chunk_size=self.args.distillation_chunk_size,
-                num_chunks=num_chunks,
-            )
-            return top.indices, top.logprobs, top.mass  # plain tensors: ZeRO-3's module hooks look for them
-
-        indices, logprobs, mass = run_teacher(
+        return teacher_topk_over_completions(
             self.accelerator.unwrap_model(model),
             self.teacher,
-            head,
-            input_ids=input_ids,
-            attention_mask=attention_mask,
-            position_ids=position_ids,
+            input_ids,
+            attention_mask,
+            position_ids,
+            rollouts.completion_ids.size(1),
+            k=self.args.distillation_topk,
+            temperature=self.args.distillation_temperature,
+            chunk_size=self.args.distillation_chunk_size,
+            num_chunks=num_chunks,
         )
-        shape = (num_rows, length, -1)
-        return TeacherTopK(indices.view(shape), logprobs.view(shape), mass.view(num_rows, length))
 
-    def _student_losses(
-        self, model, inputs, raft_inputs, rollouts: Rollouts, teacher: TeacherTopK, chunks=(None, None)
-    ):
-        """One student forward over SFT rows [x ⊕ ŷ] and rollout rows [x ⊕ z] -> (Σ NLL of ŷ, (N, C) per-token KL)."""
+    def _student_hidden_states(
+        self, model, inputs, raft_inputs, rollouts: Rollouts
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """One forward of the (wrapped) student over the SFT rows [x ⊕ ŷ] and the rollout rows [x ⊕ z] together.
+
+        Returns the hidden states that predict the SFT labels `(B·(L−1), H)` (position t predicts label t+1) and the
+        rollout tokens `(N, C, H)`."""
         rollout_ids, rollout_mask, _ = append_completions(
             raft_inputs["prompt_input_ids"], raft_inputs["prompt_attention_mask"], rollouts
         )
         num_sft, rollout_length = inputs["input_ids"].size(0), rollout_ids.size(1)
         input_ids = pad([*inputs["input_ids"], *rollout_ids], padding_value=self._tokenizer.pad_token_id)
         attention_mask = pad([*inputs["attention_mask"], *rollout_mask], padding_value=0)
-        labels = inputs["labels"]
-        num_rows, length = rollouts.completion_ids.shape
-        chunk, k = self.args.distillation_chunk_size, teacher.indices.size(-1)
-
-        def head(hidden, lm_head):
-            sft_hidden = hidden[:num_sft, : labels.size(1) - 1].reshape(-1, hidden.size(-1))
-            rollout_hidden = hidden[num_sft:, rollout_length - length - 1 : rollout_length - 1]
-            nll_sum, student_logits = nll_and_topk_logits(
-                sft_hidden,
-                labels[:, 1:].reshape(-1),
-                rollout_hidden.reshape(num_rows * length, -1),
-                teacher.indices.reshape(-1, k),
-                lm_head,
-                chunk_size=chunk,
-                num_chunks=chunks[0],
-                recompute=self._recompute_head_chunks,
-            )
-            kl = topk_forward_kl_per_token(
-                student_logits.view(num_rows, length, k),
-                teacher.logprobs,
-                rollouts.completion_mask,
-                temperature=self.args.distillation_temperature,
-            )
-            return nll_sum, kl
-
-        return model(
+        hidden = model(
             input_ids=input_ids,
             attention_mask=attention_mask,
             position_ids=positions_from_mask(attention_mask),
-            raft_head=head,
+            return_last_hidden_state=True,
+        )
+        length = rollouts.completion_ids.size(1)
+        sft_hidden = hidden[:num_sft, : inputs["labels"].size(1) - 1].reshape(-1, hidden.size(-1))
+        return sft_hidden, hidden[num_sft:, rollout_length - length - 1 : rollout_length - 1]
+
+    def _student_losses(
+        self, model, inputs, raft_inputs, rollouts: Rollouts, teacher: TeacherTopK, num_chunks: int | None = None
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Σ NLL of ŷ `()` and T²·KL per rollout position `(N, C)`: the student's hidden states from one forward
+        (`_student_hidden_states`) through its LM head in chunks (`losses.student_losses`)."""
+        sft_hidden, rollout_hidden = self._student_hidden_states(model, inputs, raft_inputs, rollouts)
+        return student_losses(
+            sft_hidden,
+            inputs["labels"][:, 1:].reshape(-1),
+            rollout_hidden,
+            rollouts.completion_mask,
+            teacher,
+            lm_head_of(self.accelerator.unwrap_model(model)),
+            temperature=self.args.distillation_temperature,
+            chunk_size=self.args.distillation_chunk_size,
+            num_chunks=num_chunks,
+            recompute=self._recompute_head_chunks,
         )
 
     # --------------------------------------------------------------------------------------- balancing
-    def _lambda_for_step(self, losses: torch.Tensor) -> float:
-        """λ for this optimizer step: from the EMAs of the previous steps (so every micro-batch of a step, and every
-        rank, uses the same λ), or on the first step the ratio of the whole first window's rank-averaged losses
-        (`_window_lambda`), which is what the EMAs hold after their first update. `losses` (this micro-batch's
-        `[L_SFT, L_KL]`) serve only when the window was not seen first (a direct `compute_loss` call)."""
-        lam = self.balancer.lam
-        if lam is not None:
-            return lam
-        if self._first_lambda is None:
-            ratio = self.balancer.lam_or_ratio(*losses.tolist())
-            return ratio if math.isfinite(ratio) else 0.0
-        return self._first_lambda
-
     @torch.no_grad()
-    def _window_lambda(self, batch_samples) -> float:
-        """L_SFT / (L_KL + ε) over the whole accumulation window and all ranks (token-weighted NLL, rollout-weighted
-        KL), from a gradient-free pass over the window's micro-batches with their sampled rollouts; micro-batches
-        with non-finite losses are left out, and 0 is returned when none is finite (they are then skipped)."""
-        totals = torch.zeros(4, dtype=torch.float64, device=self.accelerator.device)
+    def _window_totals(self, batch_samples) -> torch.Tensor:
+        """`[Σ NLL, SFT tokens, Σ KL per rollout, rollouts]` over the window's micro-batches on this rank, from a
+        gradient-free pass with their sampled rollouts (micro-batches with non-finite losses left out): the
+        balancer's first-step λ."""
+        totals = torch.zeros(4, dtype=torch.float64)
         for batch in batch_samples:
             inputs = self._prepare_inputs(dict(batch))
             raft_inputs = {key: inputs.pop(key) for key in RAFT_BATCH_KEYS if key in inputs}
             terms = self._raft_terms(self.model_wrapped, inputs, raft_inputs)
+            kl = terms.kl_per_sequence.double()
             values = torch.stack(
-                [
-                    terms.nll_sum.double(),
-                    terms.num_sft_tokens.double(),
-                    terms.kl_per_sequence.double().sum(),
-                    torch.tensor(terms.kl_per_sequence.numel(), dtype=torch.float64),
-                ]
-            )
+                [terms.nll_sum.double(), terms.num_sft_tokens.double(), kl.sum(), torch.tensor(kl.numel()).double()]
+            ).cpu()
             if torch.isfinite(values).all():
-                totals += values.to(totals.device)
-        nll, tokens, kl, rollouts = self.accelerator.reduce(totals, "sum").tolist()
-        if tokens == 0 or rollouts == 0:
-            return 0.0
-        return self.balancer.lam_or_ratio(nll / tokens, kl / rollouts)
+                totals += values
+        return totals
 
     def training_step(self, model, inputs, num_items_in_batch=None):
         loss = super().training_step(model, inputs, num_items_in_batch)
-        if self.args.use_distillation and self.accelerator.sync_gradients:
-            self._update_balancer()
+        if self.args.use_distillation and self.accelerator.sync_gradients:  # the optimizer step ends
+            ema_sft, ema_kl = self.balancer.end_step()
+            self._metrics["train"]["raft/ema_sft"].append(ema_sft)
+            self._metrics["train"]["raft/ema_kl"].append(ema_kl)
         return loss
-
-    def _update_balancer(self) -> None:
-        """Average this step's losses over ranks and update the EMAs once (the same values on every rank).
-
-        Skipped (non-finite) micro-batches are left out and the rest rescaled to the whole window; a step with no
-        finite micro-batch leaves the EMAs untouched.
-        """
-        totals = self.accelerator.reduce(self._step_totals.to(self.accelerator.device), "sum").tolist()
-        self._step_totals.zero_()
-        sft, kl, finite, total = totals
-        if not (self.args.average_tokens_across_devices and self.args.world_size > 1):
-            sft, kl = sft / self.accelerator.num_processes, kl / self.accelerator.num_processes  # per-rank means
-        if finite > 0:
-            self.balancer.update(sft * total / finite, kl * total / finite)
-        self._first_lambda = None
-        ema_sft, ema_kl = self.balancer.bias_corrected
-        self._metrics["train"]["raft/ema_sft"].append(ema_sft)
-        self._metrics["train"]["raft/ema_kl"].append(ema_kl)
 
     def _log_micro_batch(self, inputs, terms: RAFTTerms) -> None:
         """Record this micro-batch's losses, teacher and rollout statistics and SFT token count over all ranks (one

@@ -79,12 +79,22 @@ def main(output_dir: str, options: dict) -> None:
     trainer.add_callback(recorder)
     trainer.train(resume_from_checkpoint=options.get("resume_from_checkpoint"))
     history = trainer.state.log_history
+    weights = None  # replicated weights (DDP, ZeRO-2) must be the same on every rank after training
+    if not (options.get("deepspeed") and trainer.is_deepspeed_enabled and trainer._zero3):
+        import hashlib
+
+        unwrapped = trainer.accelerator.unwrap_model(trainer.model)
+        digest = hashlib.sha256()
+        for name, parameter in sorted(unwrapped.named_parameters()):
+            digest.update(name.encode() + parameter.detach().float().cpu().numpy().tobytes())
+        weights = digest.hexdigest()
     with open(os.path.join(output_dir, f"rank{rank}.json"), "w") as f:
         json.dump({
             "lambda": recorder.values, "ema": recorder.ema, "start_state": recorder.start_state,
             "loss": [log["loss"] for log in history if "loss" in log],
             "logged_lambda": [log["raft/lambda"] for log in history if "raft/lambda" in log],
             "rollout_lengths": lengths, "monitor": [log for log in history if "forgetting/probe_accuracy" in log],
+            "weights": weights,
         }, f)  # fmt: skip
     from raft_trainer.cli.train import end_run
 

@@ -75,3 +75,46 @@ def test_a_numerically_zero_kl_does_not_enter_the_emas():
     assert balancer.update(3.86, 0.83) is True
     assert balancer.lam == pytest.approx(3.86 / 0.83)
     assert balancer.update(3.5, 0.0) is False and balancer.lam == pytest.approx(3.86 / 0.83)
+
+
+def test_raft_loss_balancer_owns_the_window_the_first_step_and_the_ranks():
+    """`RAFTLossBalancer`: per micro-batch `observe`, `end_step` once per optimizer step, the first window's λ, ranks
+    summed through `reduce_sum`, non-finite micro-batches left out and the rest rescaled to the whole window."""
+    import torch
+
+    from raft_trainer import RAFTLossBalancer
+
+    two_ranks = RAFTLossBalancer(beta=0.9)
+    two_ranks.distribute(lambda totals: totals * 2, num_processes=2, counts_cover_all_ranks=False)  # a twin rank
+    assert two_ranks.needs_first_window
+    two_ranks.first_window(torch.tensor([6.0, 3.0, 1.0, 4.0], dtype=torch.float64))  # NLL 2/token, KL 0.25/rollout
+    lam = two_ranks.observe(torch.tensor(5.0), torch.tensor(5.0), window_share=0.5)  # its own ratio would be 1
+    assert lam == pytest.approx(8.0)  # the first window's ratio, not this micro-batch's
+    assert two_ranks.observe(torch.tensor(float("nan")), torch.tensor(1.0), window_share=0.5) == pytest.approx(8.0)
+    assert two_ranks.end_step() == pytest.approx((5.0, 5.0))  # finite half rescaled to the window; ranks averaged
+    assert two_ranks.step == 1 and two_ranks.lam == pytest.approx(1.0)
+    assert two_ranks.observe(torch.tensor(1.0), torch.tensor(1.0)) == pytest.approx(1.0)  # from the EMAs now
+
+    alone = RAFTLossBalancer()  # a direct compute_loss call without a first window: this micro-batch's ratio
+    assert alone.observe(torch.tensor(3.0), torch.tensor(1.5)) == pytest.approx(2.0)
+    assert alone.observe(torch.tensor(float("inf")), torch.tensor(1.0)) == 0.0
+    assert RAFTLossBalancer(mode="fixed", fixed_lambda=0.1).observe(torch.tensor(3.0), torch.tensor(1.0)) == 0.1
+
+    nothing_finite = RAFTLossBalancer()
+    nothing_finite.observe(torch.tensor(float("nan")), torch.tensor(1.0))
+    nothing_finite.end_step()
+    assert nothing_finite.step == 0 and nothing_finite.needs_first_window  # the EMAs were not touched
+
+
+def test_raft_loss_balancer_restores_its_state_also_from_the_earlier_callback_name():
+    from types import SimpleNamespace
+
+    from raft_trainer import RAFTLossBalancer
+
+    saved = {"step": 3, "ema_sft": 2.0, "ema_kl": 0.5}
+    for name in ("RAFTLossBalancer", "RAFTCallback"):
+        balancer = RAFTLossBalancer()
+        state = SimpleNamespace(global_step=5, stateful_callbacks={name: {"attributes": {"balancer_state": saved}}})
+        balancer.on_train_begin(None, state, None)
+        assert balancer.state_dict() == saved
+    assert RAFTLossBalancer().state()["attributes"]["balancer_state"] == {"step": 0, "ema_sft": 0.0, "ema_kl": 0.0}

@@ -45,3 +45,38 @@ def test_trainer_benchmark_runs_all_four_trainers_and_raft_parts(tmp_path):
     assert all(math.isfinite(v) and v > 0 for v in raft["alone"].values())
     assert raft["in_step"]["parts_s"]["generation"] > 0 and "aten::" in raft["profile"]
     assert "RAFT ÷ SDFT step" in stdout and "sum of parts alone" in stdout
+
+
+def test_trainer_benchmark_reports_a_subset_of_trainers(tmp_path):
+    """`--trainers` runs and reports only the trainers named (RAFT's parts included), with no SDFT or distillation."""
+    options = "--trainers raft sft --steps 1 --warmup 1 --part_repeats 1 --batch_size 2 --max_completion_length 4"
+    stdout = run("benchmarks.trainers", *options.split(), "--json", str(tmp_path / "trainers.json"))
+    result = json.loads((tmp_path / "trainers.json").read_text())
+    assert [r["trainer"] for r in result["trainers"]] == ["raft", "sft"]
+    assert "| raft |" in stdout and "| sft |" in stdout and "step / RAFT" in stdout
+    assert "sum of parts alone" in stdout and "Profile of one RAFT step" in stdout
+    assert "sdft" not in stdout and "distillation |" not in stdout and "RAFT ÷ SDFT" not in stdout
+
+
+def test_trainer_benchmark_report_without_raft_has_no_ratios(monkeypatch):
+    monkeypatch.syspath_prepend(str(ROOT))
+    from benchmarks.trainers import format_report
+
+    row = {"median_step_s": 0.5, "peak_memory_mb": 900.0, "tokens_per_s": 100.0, "mean_completion_length": 4.0}
+    result = {
+        "model": "tiny",
+        "batch_size": 2,
+        "max_completion_length": 4,
+        "topk": 8,
+        "device": "cpu",
+        "steps": 1,
+        "warmup": 1,
+        "trainers": [{**row, "trainer": "sdft"}, {**row, "trainer": "sft"}],
+    }
+    lines = format_report(result).splitlines()
+    assert lines[1:] == [
+        "| trainer | median step (s) | peak memory (MiB) | tokens/s | mean rollout |",
+        "|---|---|---|---|---|",
+        "| sft | 0.5000 | 900 | 100.0 | 4.0 |",
+        "| sdft | 0.5000 | 900 | 100.0 | 4.0 |",
+    ]

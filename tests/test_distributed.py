@@ -43,6 +43,7 @@ def launch(tmp_path: Path, stage: int | None = None, **options) -> list[dict]:
     steps_run = options.get("max_steps", 3) - ranks[0]["start_state"]["step"]  # a resumed run starts later
     assert ranks[0]["lambda"] == ranks[1]["lambda"] and len(ranks[0]["lambda"]) == steps_run
     assert all(math.isfinite(x) for rank in ranks for x in rank["loss"] + rank["lambda"])
+    assert ranks[0]["weights"] == ranks[1]["weights"]  # every gradient reduced (None under ZeRO-3: sharded)
     return ranks
 
 

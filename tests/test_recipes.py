@@ -78,7 +78,7 @@ def test_training_configs_carry_the_papers_hyperparameters_and_flags_override(do
 @pytest.mark.parametrize("domain", DOMAINS)
 def test_the_stages_chain_and_the_bundled_data_is_usable(domain, monkeypatch):
     from raft_trainer.data import load_data
-    from raft_trainer.refine.inputs import read_rows
+    from raft_trainer.qa_rows import read_rows
 
     monkeypatch.chdir(ROOT)
     folder = ROOT / "examples" / "recipes" / domain

@@ -9,10 +9,10 @@ import pytest
 from refine_helpers import ScriptedBackend, field_of
 
 from raft_trainer.backends import BackendError, BackendPool
+from raft_trainer.prompt_files import load_prompt
+from raft_trainer.qa_rows import read_rows
 from raft_trainer.refine import RefineConfig, refine
 from raft_trainer.refine.fusion import parse_judge_score
-from raft_trainer.refine.inputs import read_rows
-from raft_trainer.refine.prompts import load_prompt
 from raft_trainer.refine.store import AppendOnlyJsonl
 
 QA = [
@@ -410,7 +410,7 @@ def test_a_store_written_before_a_new_setting_existed_still_resumes(tmp_path, mi
 def test_output_format_auto_follows_the_models_chat_template(tmp_path):
     """`output_format="auto"` (the default of refine and eval): chat prompts for a tokenizer with a chat template,
     plain "Question: ...\nAnswer:" prompts without one (the rule `raft train` applies); served models by `--api`."""
-    from raft_trainer.refine.config import resolve_output_format
+    from raft_trainer.qa_rows import resolve_output_format
 
     from conftest import build_tokenizer
 

@@ -55,12 +55,12 @@ def messages_rows():
 
 
 def record_forward(module, store):
-    """Record `(input_ids, attention_mask)` of every RAFT-head forward of `module` (the calls that score rollouts)."""
+    """Record `(input_ids, attention_mask)` of every hidden-states forward of `module` (the calls that score rollouts)."""
     original = module.forward
 
     @functools.wraps(original)
     def forward(*args, **kwargs):
-        if kwargs.get("raft_head") is not None:
+        if kwargs.get("return_last_hidden_state"):
             store.append((kwargs["input_ids"].clone(), kwargs["attention_mask"].clone()))
         return original(*args, **kwargs)
 

@@ -14,6 +14,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
+from ..options import option
 from ..stopping import decode_escapes
 
 Message = dict[str, str]
@@ -121,22 +122,18 @@ class BackendOptions:
     api: str = "chat"
 
 
-def _arg(text: str, default):
-    return field(default=default, metadata={"help": text})
-
-
 @dataclass
 class BackendArguments:
     """The backend settings as command-line/YAML fields, shared by `RefineConfig` and `EvalConfig`."""
 
-    dtype: str = _arg("Local models: auto, bfloat16, float16 or float32.", "auto")
-    generation_batch_size: int = _arg("Local models: prompts per generate call.", 8)
-    device: str | None = _arg("Local models: device (default: first GPU, else CPU).", None)
-    api_key_env: str = _arg("HTTP backends: environment variable that holds the API key.", "OPENAI_API_KEY")
-    max_concurrency: int = _arg("HTTP backends: requests in flight.", 8)
-    request_timeout: float = _arg("HTTP backends: seconds per request.", 120.0)
-    max_retries: int = _arg("HTTP backends: retries per request (exponential backoff).", 4)
-    api: str = _arg("HTTP backends: 'chat' or 'completions'.", "chat")
+    dtype: str = option("Local models: auto, bfloat16, float16 or float32.", default="auto")
+    generation_batch_size: int = option("Local models: prompts per generate call.", default=8)
+    device: str | None = option("Local models: device (default: first GPU, else CPU).", default=None)
+    api_key_env: str = option("HTTP backends: environment variable that holds the API key.", default="OPENAI_API_KEY")
+    max_concurrency: int = option("HTTP backends: requests in flight.", default=8)
+    request_timeout: float = option("HTTP backends: seconds per request.", default=120.0)
+    max_retries: int = option("HTTP backends: retries per request (exponential backoff).", default=4)
+    api: str = option("HTTP backends: 'chat' or 'completions'.", default="chat")
 
     def backend_options(self) -> BackendOptions:
         return BackendOptions(

@@ -6,7 +6,7 @@ from __future__ import annotations
 import os
 from statistics import mean
 
-from ..refine.store import write_json_atomic, write_text_atomic
+from ..output_files import write_json_atomic, write_text_atomic
 
 HIGHER_IS_BETTER = ("probe_accuracy", "ifeval_prompt_accuracy", "ifeval_instruction_accuracy")
 LOWER_IS_BETTER = ("perplexity",)

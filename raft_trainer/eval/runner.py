@@ -13,8 +13,8 @@ from statistics import mean
 from ..backends import BackendPool, GenerationBackend, SamplingSettings
 from ..backends.local import TransformersBackend
 from ..data import read_jsonl
-from ..refine.config import resolve_output_format
-from ..refine.prompts import load_prompt
+from ..prompt_files import load_prompt
+from ..qa_rows import QARow, resolve_output_format
 from .config import EvalConfig
 from .domain import contains_answer, exact_match, majority_vote, parse_verdict, token_f1
 from .instructions import score_instructions
@@ -28,7 +28,7 @@ logger = logging.getLogger(__name__)
 class EvalData:
     """Every evaluation set, read once and shared by all models."""
 
-    domain_rows: list = field(default_factory=list)
+    domain_rows: list[QARow] = field(default_factory=list)
     ifeval: list[dict] = field(default_factory=list)
     probes: list[dict] = field(default_factory=list)
     general_text: list[str] = field(default_factory=list)
@@ -38,7 +38,7 @@ class EvalData:
         """Read and check every set `config.metrics` needs. `prompt_format` makes `output_format="auto"` concrete
         (it may load a tokenizer): called after every file is read and checked, before domain rows are built."""
         from ..data import load_data
-        from ..refine.inputs import read_rows
+        from ..qa_rows import read_rows
 
         limit = config.limit
         domain = None
@@ -64,7 +64,7 @@ class EvalData:
             if config.output_format == "auto" and prompt_format is not None:
                 config = copy.copy(config)
                 config.output_format = prompt_format()
-            rows, skipped = read_rows(domain, config)
+            rows, skipped = read_rows(domain, config, limit)
         if skipped:
             logger.warning("domain set: %d rows skipped (%s)", len(skipped), skipped[0]["reason"])
         return cls(rows, ifeval[:limit], probes[:limit], text[:limit])  # read_rows applied the limit

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, fields
 
-from ..refine.config import _help
+from ..options import option
 
 METHOD_ORDER = ("base", "sft", "sft_refined", "on_policy", "raft_fixed_0.1", "raft_fixed_1.0", "raft", "sdft_trl")
 
@@ -46,67 +46,67 @@ class LabConfig:
     then from the lab's budget defaults.
     """
 
-    preset: str = _help(
+    preset: str = option(
         "default (base, sft, on_policy, raft; 1 seed), full (every method), smoke (tiny model, CI).", default="default"
     )
-    methods: list[str] | None = _help(
+    methods: list[str] | None = option(
         f"Methods to run, among {', '.join(METHOD_ORDER)} (default: the preset's).", default=None
     )
-    seeds: int | None = _help(
+    seeds: int | None = option(
         "Number of seeds (0, 1, ...); each trains every method once (default: the preset's).", default=None
     )
-    model_name_or_path: str | None = _help(
+    model_name_or_path: str | None = option(
         "The original model: a name or path, or 'tiny' for a small random model built here (default: the embedded "
         "Gemma 3 270M).",
         default=None,
     )
-    output_dir: str = _help(
+    output_dir: str = option(
         "Folder for lab_results.json/.md, the plots, refined data and per-run logs.", default="runs/lab"
     )
 
     # > Domain data
-    domain: str | None = _help("A shipped domain: capitals, elements or books (default: capitals).", default=None)
-    domain_dataset: str | None = _help(
+    domain: str | None = option("A shipped domain: capitals, elements or books (default: capitals).", default=None)
+    domain_dataset: str | None = option(
         "Your training rows (JSONL/CSV/...; question, answer, optional aliases); overrides --domain.", default=None
     )
-    domain_test_dataset: str | None = _help(
+    domain_test_dataset: str | None = option(
         "Your held-out rows, same columns (needed with --domain_dataset).", default=None
     )
-    case_sensitive: bool | None = _help(
+    case_sensitive: bool | None = option(
         "Match accepted answers case-sensitively (default: the domain's setting).", default=None
     )
-    train_limit: int | None = _help("Use only the first N training rows.", default=None)
-    test_limit: int | None = _help("Use only the first N held-out rows.", default=None)
+    train_limit: int | None = option("Use only the first N training rows.", default=None)
+    test_limit: int | None = option("Use only the first N held-out rows.", default=None)
 
     # > Training budget (the same for every method)
-    max_steps: int | None = _help("Optimizer steps per method (default 16).", default=None)
-    per_device_train_batch_size: int | None = _help("Rows per step (default 8).", default=None)
-    gradient_accumulation_steps: int | None = _help("Micro-batches per step (default 1).", default=None)
-    learning_rate: float | None = _help("AdamW learning rate, constant (default 3e-5).", default=None)
-    max_completion_length: int | None = _help("Tokens per rollout (default 32).", default=None)
-    max_length: int | None = _help("Tokens per training row (default 128).", default=None)
-    teacher_template: str | None = _help("RAFT's teacher template (default: RAFTConfig's).", default=None)
-    report_to: str = _help("Trackers for each training run (none, tensorboard, wandb, ...).", default="none")
+    max_steps: int | None = option("Optimizer steps per method (default 16).", default=None)
+    per_device_train_batch_size: int | None = option("Rows per step (default 8).", default=None)
+    gradient_accumulation_steps: int | None = option("Micro-batches per step (default 1).", default=None)
+    learning_rate: float | None = option("AdamW learning rate, constant (default 3e-5).", default=None)
+    max_completion_length: int | None = option("Tokens per rollout (default 32).", default=None)
+    max_length: int | None = option("Tokens per training row (default 128).", default=None)
+    teacher_template: str | None = option("RAFT's teacher template (default: RAFTConfig's).", default=None)
+    report_to: str = option("Trackers for each training run (none, tensorboard, wandb, ...).", default="none")
 
     # > Stage 1 (for sft_refined and the raft methods)
-    fusion_model: str | None = _help(
+    fusion_model: str | None = option(
         "Fuse gold and rewrite with this backend spec (e.g. name@http://host:port/v1), judged by it; default: no "
         "fusion (ŷ = the accepted rewrite), as in the fast presets.",
         default=None,
     )
-    similarity_threshold: float = _help("τ of the semantic filter.", default=0.8)
+    similarity_threshold: float = option("τ of the semantic filter.", default=0.8)
 
     # > Evaluation (through raft eval)
-    probes_file: str | None = _help(
+    probes_file: str | None = option(
         "General probes JSONL (question, answer, aliases, category); default: the lab's 87. Only those the original "
         "model answers correctly are kept, so probe retention is the share of them a method still answers.",
         default=None,
     )
-    probe_limit: int | None = _help("Use only the first N probes.", default=None)
-    ifeval_limit: int | None = _help("Use only the first N IFEval-style prompts (default: all 20).", default=None)
-    ifeval_max_new_tokens: int | None = _help("Token cap of an IFEval-style response (default 128).", default=None)
-    plot: bool = _help("Write lab_tradeoff.png and lab_curves.png (needs matplotlib).", default=True)
-    save_models: bool = _help(
+    probe_limit: int | None = option("Use only the first N probes.", default=None)
+    ifeval_limit: int | None = option("Use only the first N IFEval-style prompts (default: all 20).", default=None)
+    ifeval_max_new_tokens: int | None = option("Token cap of an IFEval-style response (default 128).", default=None)
+    plot: bool = option("Write lab_tradeoff.png and lab_curves.png (needs matplotlib).", default=True)
+    save_models: bool = option(
         "Keep every trained model in output_dir/models (about 1 GB each for Gemma).", default=False
     )
 

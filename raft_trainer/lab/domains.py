@@ -3,7 +3,6 @@ or the user's own files, read once and turned into RAFT's prompt/completion rows
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from importlib import resources
 
@@ -89,8 +88,3 @@ def prompt_of(question: str) -> str:
 def training_rows(rows: list[dict]) -> list[dict]:
     """Plain prompt/completion rows (the completion keeps a leading space, as the prompt ends with `Answer:`)."""
     return [{"id": r["id"], "prompt": prompt_of(r["question"]), "completion": " " + r["answer"]} for r in rows]
-
-
-def write_jsonl(path, rows: list[dict]) -> None:
-    with open(path, "w", encoding="utf-8") as f:
-        f.writelines(json.dumps(r, ensure_ascii=False) + "\n" for r in rows)

@@ -11,9 +11,9 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from ..refine.store import write_json_atomic, write_text_atomic
+from ..output_files import write_json_atomic, write_jsonl_atomic, write_text_atomic
 from .config import LabConfig
-from .domains import GENERAL_PROBES, Domain, prompt_of, read_qa_rows, resolve_domain, training_rows, write_jsonl
+from .domains import GENERAL_PROBES, Domain, prompt_of, read_qa_rows, resolve_domain, training_rows
 from .methods import METHODS, Method, train
 from .report import machine, markdown, plot_curves, plot_tradeoff, run_metrics, summarise, verdict
 
@@ -99,7 +99,7 @@ def prepare(config: LabConfig, out: Path, model_path: str, domain: Domain) -> La
         raise ValueError(
             f"{len(overlap)} held-out questions are also training questions, e.g. {sorted(overlap)[0]!r}."
         )
-    write_jsonl(out / "test.jsonl", test_qa)
+    write_jsonl_atomic(out / "test.jsonl", test_qa)
     rows = {"gold": training_rows(train_qa)}
     stage1 = {"description": "not run (no method trains on refined data)"}
     if any(METHODS[m].data == "refined" for m in config.methods):
@@ -117,7 +117,7 @@ def prepare(config: LabConfig, out: Path, model_path: str, domain: Domain) -> La
         return inputs
     base = inputs.base_backend()
     data.probes = [p for p, hit in zip(data.probes, probe_hits(base, data.probes)) if hit]
-    write_jsonl(out / "probes_kept.jsonl", data.probes)
+    write_jsonl_atomic(out / "probes_kept.jsonl", data.probes)
     if not data.probes:
         logger.warning("The original model answers none of the general probes: probe retention is not measured.")
     inputs.teacher_reference_accuracy = _teacher_reference_accuracy(base, test_qa, config, domain.case_sensitive)
@@ -231,7 +231,7 @@ def _stage1(config: LabConfig, model_path: str, train_qa: list[dict], out: Path)
 
     from ..refine import RefineConfig, refine
 
-    write_jsonl(out / "train.jsonl", train_qa)
+    write_jsonl_atomic(out / "train.jsonl", train_qa)
     fusion = config.fusion_model is not None
     refine_config = RefineConfig(
         output_dir=str(out / "refine"),

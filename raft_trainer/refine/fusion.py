@@ -9,7 +9,7 @@ from dataclasses import dataclass, field, replace
 from statistics import mean
 
 from ..backends import GenerationBackend, SamplingSettings
-from .prompts import PromptTemplate
+from ..prompt_files import PromptTemplate
 
 RETRY_TEMPERATURE = 0.7  # sampling temperature of a judge asked again after an unreadable reply
 _NUMBER = r"[-+]?(?:\d+(?:\.\d*)?|\.\d+)"

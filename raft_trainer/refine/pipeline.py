@@ -10,12 +10,13 @@ from dataclasses import dataclass, fields, replace
 from pathlib import Path
 
 from ..backends import BackendError, BackendPool, GenerationBackend, SamplingSettings
-from .config import RefineConfig, resolve_output_format
+from ..output_files import write_json_atomic, write_jsonl_atomic
+from ..prompt_files import PromptTemplate, load_prompt
+from ..qa_rows import QARow, read_rows, resolve_output_format
+from .config import RefineConfig
 from .fusion import FusionResult, FusionStep
-from .inputs import RefineRow, read_rows
-from .prompts import PromptTemplate, load_prompt
 from .similarity import SemanticFilter
-from .store import AppendOnlyJsonl, jsonl_text, output_lock, write_json_atomic, write_text_atomic
+from .store import AppendOnlyJsonl, output_lock
 from .summary import summarize
 
 OUTPUT_FILES = ("refined.jsonl", "summary.json", "skipped.jsonl", "run_config.json")
@@ -32,7 +33,7 @@ class Refiner:
     fusion: FusionStep | None
     provenance_base: dict
 
-    def refine_batch(self, rows: list[RefineRow], seed: int) -> list[dict]:
+    def refine_batch(self, rows: list[QARow], seed: int) -> list[dict]:
         prompts = [self.rewrite_prompt.render(question=r.question, answer=r.answer) for r in rows]
         rewrites = self.rewriter.generate(prompts, replace(self.rewrite_settings, seed=seed))
         similarities = self.semantic_filter.similarities([r.answer for r in rows], [g.text for g in rewrites])
@@ -204,8 +205,8 @@ def _refine_into(output: Path, config: RefineConfig, dataset, backends, semantic
         for name in OUTPUT_FILES:
             (output / name).unlink(missing_ok=True)
     _check_or_write_run_config(output / "run_config.json", config)
-    rows, skipped = read_rows(dataset, config)
-    write_text_atomic(output / "skipped.jsonl", jsonl_text(skipped))
+    rows, skipped = read_rows(dataset, config, config.max_rows)
+    write_jsonl_atomic(output / "skipped.jsonl", skipped)
     store = AppendOnlyJsonl(output / "refined.jsonl")
     records = store.load()
     done = {r["id"] for r in records}

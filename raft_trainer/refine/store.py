@@ -1,5 +1,6 @@
-"""Crash-safe files for `raft refine`: an append-only JSONL of finished rows (fsynced per batch; a line cut by a kill
-is dropped on reopen and its row redone) and atomic JSON writes (temp file + rename)."""
+"""Crash-safe output of `raft refine`: an append-only JSONL of finished rows (fsynced per batch; a line cut by a kill
+is dropped on reopen and its row redone) and the lock that keeps a second run out of the output folder. Whole files
+(summary, run config, skipped rows) are written by `output_files`."""
 
 from __future__ import annotations
 
@@ -8,6 +9,8 @@ import logging
 import os
 from contextlib import contextmanager
 from pathlib import Path
+
+from ..output_files import jsonl_text
 
 logger = logging.getLogger(__name__)
 LOCK_FILE = ".raft_refine.lock"
@@ -42,25 +45,6 @@ def output_lock(folder: str | os.PathLike):
             yield
         finally:
             fcntl.flock(handle, fcntl.LOCK_UN)
-
-
-def write_text_atomic(path: str | os.PathLike, text: str) -> None:
-    """Write a file so that a reader sees the old content or the new one, never half of one."""
-    path = Path(path)
-    tmp = path.with_name(f".{path.name}.tmp")
-    with open(tmp, "w", encoding="utf-8") as f:
-        f.write(text)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
-
-
-def write_json_atomic(path: str | os.PathLike, value) -> None:
-    write_text_atomic(path, json.dumps(value, indent=1, ensure_ascii=False) + "\n")
-
-
-def jsonl_text(rows: list[dict]) -> str:
-    return "".join(json.dumps(row, ensure_ascii=False) + "\n" for row in rows)
 
 
 class AppendOnlyJsonl:

@@ -1,5 +1,6 @@
-"""The rewrite, fusion and judge prompt templates: bundled defaults (`refine/prompts/*.txt`) or user files, each with
-a version (file stem + content hash) recorded in every row's provenance."""
+"""Prompt template files of refine (rewrite, fusion, judge) and eval (domain judge): the bundled defaults
+(`refine/prompts/*.txt`, `eval/prompts/*.txt`) or the user's files, checked for their placeholders, each with a version
+(file stem + content hash) that refine records in every row's provenance."""
 
 from __future__ import annotations
 
@@ -8,7 +9,7 @@ from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
 
-from ..templates import fill_template
+from .templates import fill_template
 
 REQUIRED_FIELDS = {
     "rewrite": ("{question}", "{answer}"),

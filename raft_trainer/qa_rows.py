@@ -1,5 +1,7 @@
-"""Read (question, gold answer) pairs from any accepted dataset layout; bad rows are skipped with a reason, never
-raised on; the output rows keep the input's prompt format so RAFTTrainer trains on them directly."""
+"""(question, gold answer) rows, as `raft refine` refines them and `raft eval` scores them: the options that say how
+they are read (`QADataArguments`), the prompt format `"auto"` resolves to (`resolve_output_format`), and the reader
+(`read_rows`), which accepts any dataset layout, skips bad rows with a reason instead of raising on them, and keeps the
+input's prompt format so that RAFTTrainer trains on refine's output rows directly."""
 
 from __future__ import annotations
 
@@ -7,28 +9,86 @@ import re
 from dataclasses import dataclass
 from typing import Any
 
-from ..backends import is_chat
-from ..data import from_sharegpt, qa_prompt, split_messages
-from .config import RefineConfig
+from .backends import is_chat
+from .data import from_sharegpt, qa_prompt, split_messages
+from .options import option
+from .templates import DEFAULT_PLAIN_PROMPT
 
 
 @dataclass
-class RefineRow:
-    """One pair to refine: the texts the models see, and the training prompt the output row will carry."""
+class QADataArguments:
+    """How (question, gold answer) rows are read from a dataset: shared by `RefineConfig` and `EvalConfig`."""
+
+    dataset_config: str | None = option("Dataset configuration name (for named datasets).", default=None)
+    dataset_split: str = option("Split to read.", default="train")
+    question_column: str | None = option(
+        "Question column (default: question, else prompt, else messages).", default=None
+    )
+    answer_column: str | None = option("Gold answer column (default: answer, else completion).", default=None)
+    id_column: str | None = option("Row id column (default: id if present, else the row number).", default=None)
+    output_format: str = option(
+        "Prompt format for question/answer input: 'auto' (conversational when the model's tokenizer has a chat "
+        "template, else plain; a served model: by --api), 'conversational' (a user message, for chat models) or "
+        "'plain' (plain_prompt_template). prompt/completion and messages input keep their own format.",
+        default="auto",
+    )
+    plain_prompt_template: str = option("Plain prompt for output_format=plain.", default=DEFAULT_PLAIN_PROMPT)
+    max_input_chars: int = option(
+        "Rows whose question + answer exceed this many characters are skipped.", default=8000
+    )
+
+    def __post_init__(self):
+        if self.output_format not in {"auto", "conversational", "plain"}:
+            raise ValueError(f"output_format must be 'auto', 'conversational' or 'plain', got {self.output_format!r}.")
+        if "{question}" not in self.plain_prompt_template:
+            raise ValueError("plain_prompt_template must contain '{question}'.")
+
+
+def resolve_output_format(output_format: str, model_spec: str, api: str = "chat", backend=None) -> str:
+    """`output_format` with `"auto"` made concrete for the model that will read the prompts.
+
+    `"auto"`: `"conversational"` when the tokenizer of `model_spec` (a local path, a hub name or `vllm:PATH`) has a
+    chat template, else `"plain"` (the rule `raft train` applies, `data.qa_prompt_format`); a served model
+    (`name@http://...`) is conversational for `api="chat"` and plain for `api="completions"`. An already built
+    `backend` for the spec is asked instead: its tokenizer decides, and one without a tokenizer takes chat prompts.
+    """
+    if output_format != "auto":
+        return output_format
+    if backend is not None:
+        from .data import qa_prompt_format
+
+        tokenizer = getattr(backend, "tokenizer", None)
+        return "conversational" if tokenizer is None else qa_prompt_format(tokenizer)
+    _, sep, url = model_spec.rpartition("@")
+    if sep and url.startswith(("http://", "https://")):
+        return "conversational" if api == "chat" else "plain"
+    from transformers import AutoTokenizer
+
+    from .data import qa_prompt_format
+
+    return qa_prompt_format(AutoTokenizer.from_pretrained(model_spec.removeprefix("vllm:")))
+
+
+@dataclass
+class QARow:
+    """One (question, gold answer) pair: the texts the models see, and the training prompt an output row carries."""
 
     id: str
     question: str
     answer: str
     prompt: Any  # str, or chat messages
-    answer_prefix: str = ""  # leading whitespace of a plain gold completion (" Paris."), given back to ŷ
+    answer_prefix: str = ""  # leading whitespace of a plain gold completion (" Paris."), given back to a new answer
     aliases: tuple[str, ...] = ()  # other accepted answers (an `aliases` column), for domain accuracy
 
-    def training_record(self, fused: str, provenance: dict) -> dict:
-        completion = [{"role": "assistant", "content": fused}] if is_chat(self.prompt) else self.answer_prefix + fused
+    def training_record(self, answer: str, provenance: dict) -> dict:
+        """The prompt/completion row that trains on `answer` (refine's ŷ), in the input's prompt format."""
+        completion = (
+            [{"role": "assistant", "content": answer}] if is_chat(self.prompt) else self.answer_prefix + answer
+        )
         return {"id": self.id, "prompt": self.prompt, "completion": completion, "provenance": provenance}
 
 
-def resolve_columns(columns: list[str], config: RefineConfig) -> tuple[str, str | None]:
+def resolve_columns(columns: list[str], config: QADataArguments) -> tuple[str, str | None]:
     """(question column, answer column); `messages` carries both and returns `None` for the answer."""
     question = config.question_column or next((c for c in ("question", "prompt", "messages") if c in columns), None)
     answer = config.answer_column or next((c for c in ("answer", "completion") if c in columns), None)
@@ -69,8 +129,9 @@ def _text(value: Any, role: str) -> str | None:
     return None
 
 
-def read_rows(dataset, config: RefineConfig) -> tuple[list[RefineRow], list[dict]]:
-    """Rows to refine and skipped rows (`{"id", "row", "reason"}`), in input order.
+def read_rows(dataset, config: QADataArguments, max_rows: int | None = None) -> tuple[list[QARow], list[dict]]:
+    """Usable rows and skipped rows (`{"id", "row", "reason"}`), in input order, from the first `max_rows` rows of
+    `dataset` (all when `None`).
 
     Question/answer rows get prompts in `config.output_format`; `"auto"` is made concrete from the model by
     `refine()` and `evaluate()` before they call this, and read here, without a model, as `"conversational"`.
@@ -89,9 +150,7 @@ def read_rows(dataset, config: RefineConfig) -> tuple[list[RefineRow], list[dict
     mirror_format = question_column in {"prompt", "messages"}
     rows, skipped, seen = [], [], set()
     examples = (
-        dataset.select(range(min(config.max_rows, len(dataset))))
-        if config.max_rows and isinstance(dataset, Dataset)
-        else dataset
+        dataset.select(range(min(max_rows, len(dataset)))) if max_rows and isinstance(dataset, Dataset) else dataset
     )
     for index, example in enumerate(examples):
         if (
@@ -120,7 +179,7 @@ def read_rows(dataset, config: RefineConfig) -> tuple[list[RefineRow], list[dict
             prompt, prefix = qa_prompt(question, output_format, config.plain_prompt_template)
         aliases = example.get("aliases")
         aliases = tuple(a for a in aliases if isinstance(a, str) and a.strip()) if isinstance(aliases, list) else ()
-        rows.append(RefineRow(row_id, question.strip(), answer.strip(), prompt, prefix, aliases))
+        rows.append(QARow(row_id, question.strip(), answer.strip(), prompt, prefix, aliases))
     if not rows:
         detail = (
             f"all {len(skipped)} rows were skipped (first: row {skipped[0]['row']}, {skipped[0]['reason']})"
