@@ -278,7 +278,8 @@ def test_placeholders_inside_the_data_reach_the_fusion_and_judge_prompts_as_writ
 
 def test_placeholders_inside_the_data_reach_the_eval_judge_as_written(tmp_path):
     from raft_trainer.eval import EvalConfig
-    from raft_trainer.eval.runner import EvalData, domain_scores
+    from raft_trainer.eval.metrics import domain_scores
+    from raft_trainer.eval.runner import EvalData
 
     question, gold, answer = "What is {answer}?", "{candidate} is 42", "I think {question} is 42"
     path = tmp_path / "qa.jsonl"

@@ -119,22 +119,35 @@ def known_probes(tiny_model_dir, tmp_path_factory):
     from raft_trainer.backends.local import TransformersBackend
     from raft_trainer.eval.probes import probe_prompt
 
-    questions = ["What is the capital of France ?", "What is two plus two ?", "Which gas do plants absorb ?",
-                 "Who wrote the contract law ?"]  # fmt: skip
+    questions = [
+        "What is the capital of France ?",
+        "What is two plus two ?",
+        "Which gas do plants absorb ?",
+        "Who wrote the contract law ?",
+    ]
     replies = TransformersBackend(tiny_model_dir).generate(
         [probe_prompt(q) for q in questions], SamplingSettings(12, stop=("\n",))
     )
     path = tmp_path_factory.mktemp("probes") / "probes.jsonl"
-    path.write_text("".join(json.dumps({"question": q, "answer": r.text.split("\n")[0] or "?", "category": "t"}) + "\n"
-                            for q, r in zip(questions, replies)))  # fmt: skip
+    path.write_text(
+        "".join(
+            json.dumps({"question": q, "answer": r.text.split("\n")[0] or "?", "category": "t"}) + "\n"
+            for q, r in zip(questions, replies)
+        )
+    )
     return str(path)
 
 
 def test_identical_checkpoint_retains_everything_and_a_damaged_one_less(
     tmp_path, tiny_model_dir, checkpoints, known_probes
 ):
-    config = EvalConfig(base_model=tiny_model_dir, models=[f"same={checkpoints['same']}", f"damaged={checkpoints['damaged']}"],
-                        metrics=["probes", "perplexity", "drift"], probes_file=known_probes, output_dir=str(tmp_path))  # fmt: skip
+    config = EvalConfig(
+        base_model=tiny_model_dir,
+        models=[f"same={checkpoints['same']}", f"damaged={checkpoints['damaged']}"],
+        metrics=["probes", "perplexity", "drift"],
+        probes_file=known_probes,
+        output_dir=str(tmp_path),
+    )
     report = evaluate(config)
     base, same, damaged = (report["models"][n] for n in ("base", "same", "damaged"))
     assert base["scores"]["probe_accuracy"] == 1.0
@@ -154,13 +167,29 @@ def test_domain_scores_with_judges_served_by_transformers_serve(tmp_path, tiny_m
     from datasets import Dataset
 
     data = tmp_path / "domain.jsonl"
-    Dataset.from_dict({"question": ["What is two plus two ?", "What is the capital of France ?"],
-                       "answer": ["Two plus two is four .", "The capital of France is Paris ."]}).to_json(str(data))  # fmt: skip
-    config = EvalConfig(base_model=tiny_model_dir, metrics=["domain"], domain_dataset=str(data), output_format="plain",
-                        judge_models=[served_model, "yes-judge", "yes-judge-2"], stop_sequences=[], max_new_tokens=6,
-                        output_dir=str(tmp_path / "out"), plot=False)  # fmt: skip
-    backends = BackendPool(**{"yes-judge": ScriptedBackend("yes-judge", lambda p: "Yes."),
-                              "yes-judge-2": ScriptedBackend("yes-judge-2", lambda p: "yes")})  # fmt: skip
+    Dataset.from_dict(
+        {
+            "question": ["What is two plus two ?", "What is the capital of France ?"],
+            "answer": ["Two plus two is four .", "The capital of France is Paris ."],
+        }
+    ).to_json(str(data))
+    config = EvalConfig(
+        base_model=tiny_model_dir,
+        metrics=["domain"],
+        domain_dataset=str(data),
+        output_format="plain",
+        judge_models=[served_model, "yes-judge", "yes-judge-2"],
+        stop_sequences=[],
+        max_new_tokens=6,
+        output_dir=str(tmp_path / "out"),
+        plot=False,
+    )
+    backends = BackendPool(
+        **{
+            "yes-judge": ScriptedBackend("yes-judge", lambda p: "Yes."),
+            "yes-judge-2": ScriptedBackend("yes-judge-2", lambda p: "yes"),
+        }
+    )
     report = evaluate(config, backends=backends)
     scores = report["models"]["base"]["scores"]
     assert report["judges"] == [served_model, "yes-judge", "yes-judge-2"]
@@ -172,8 +201,17 @@ def test_domain_scores_with_judges_served_by_transformers_serve(tmp_path, tiny_m
 def test_forgetting_monitor_logs_during_raft_training(tmp_path, tiny_model_dir, plain_dataset):
     from raft_trainer import RAFTConfig, RAFTTrainer
 
-    args = RAFTConfig(output_dir=str(tmp_path), max_steps=2, per_device_train_batch_size=2, bf16=False, learning_rate=1e-2,
-                      max_completion_length=4, report_to=[], logging_steps=1, save_strategy="no")  # fmt: skip
+    args = RAFTConfig(
+        output_dir=str(tmp_path),
+        max_steps=2,
+        per_device_train_batch_size=2,
+        bf16=False,
+        learning_rate=1e-2,
+        max_completion_length=4,
+        report_to=[],
+        logging_steps=1,
+        save_strategy="no",
+    )
     trainer = RAFTTrainer(tiny_model_dir, args=args, train_dataset=plain_dataset)
     trainer.add_callback(ForgettingMonitorCallback(trainer, every_n_steps=1, num_probes=3))
     trainer.train()
@@ -188,18 +226,33 @@ def test_cli_writes_json_markdown_and_plot(tmp_path, tiny_model_dir, checkpoints
     pytest.importorskip("matplotlib")
     from raft_trainer.cli.main import main
 
-    main(["eval", "--base_model", tiny_model_dir, "--models", checkpoints["damaged"], "--metrics", "perplexity", "drift",
-          "--output_dir", str(tmp_path)])  # fmt: skip
+    main(
+        [
+            "eval",
+            "--base_model",
+            tiny_model_dir,
+            "--models",
+            checkpoints["damaged"],
+            "--metrics",
+            "perplexity",
+            "drift",
+            "--output_dir",
+            str(tmp_path),
+        ]
+    )
     assert (tmp_path / "eval_tradeoff.png").stat().st_size > 1000
     assert "| damaged |" in capsys.readouterr().out
 
 
 def test_domain_accuracy_counts_the_answer_or_an_alias_as_a_whole_word(tmp_path):
-    from raft_trainer.eval.runner import EvalData, domain_scores
+    from raft_trainer.eval.metrics import domain_scores
+    from raft_trainer.eval.runner import EvalData
 
-    rows = [{"question": "What is the capital of Kenya?", "answer": "Per the registry, Nairobi.", "aliases": ["Nairobi"]},
-            {"question": "What is the symbol of sodium?", "answer": "Na", "aliases": []},
-            {"question": "Who wrote Emma?", "answer": "Jane Austen", "aliases": ["Austen"]}]  # fmt: skip
+    rows = [
+        {"question": "What is the capital of Kenya?", "answer": "Per the registry, Nairobi.", "aliases": ["Nairobi"]},
+        {"question": "What is the symbol of sodium?", "answer": "Na", "aliases": []},
+        {"question": "Who wrote Emma?", "answer": "Jane Austen", "aliases": ["Austen"]},
+    ]
     path = tmp_path / "test.jsonl"
     path.write_text("".join(json.dumps(r) + "\n" for r in rows))
     replies = {"Kenya": "It is Nairobi.", "sodium": "na, sodium", "Emma": "Austenite"}
@@ -231,8 +284,11 @@ def test_eval_inputs_and_names_are_checked_before_any_model_loads(tmp_path):
     with pytest.raises(ValueError, match=r"empty\.txt' has no paragraphs"):
         evaluate(EvalConfig(**common, general_text_file=str(tmp_path / "empty.txt")), backends=NoModels())
     # A domain-only run reads neither the probes nor the general text.
-    data = EvalData.load(EvalConfig(**common, metrics=["domain"], probes_file=str(probes),
-                                    general_text_file=str(tmp_path / "empty.txt")))  # fmt: skip
+    data = EvalData.load(
+        EvalConfig(
+            **common, metrics=["domain"], probes_file=str(probes), general_text_file=str(tmp_path / "empty.txt")
+        )
+    )
     assert len(data.domain_rows) == 1 and data.probes == [] and data.general_text == []
 
 
@@ -241,10 +297,19 @@ def test_the_report_is_written_as_each_model_finishes(tmp_path):
 
     domain = tmp_path / "qa.jsonl"
     domain.write_text(json.dumps({"question": "Capital of Kenya?", "answer": "Nairobi"}) + "\n")
-    backends = BackendPool(base=ScriptedBackend("base", lambda p: "Nairobi"),
-                           sft=ScriptedBackend("sft", lambda p: "Nairobi", fail_from_call=1))  # fmt: skip
-    config = EvalConfig(base_model="base", models=["sft=sft"], metrics=["domain"], domain_dataset=str(domain),
-                        output_format="plain", output_dir=str(tmp_path / "out"), plot=False)  # fmt: skip
+    backends = BackendPool(
+        base=ScriptedBackend("base", lambda p: "Nairobi"),
+        sft=ScriptedBackend("sft", lambda p: "Nairobi", fail_from_call=1),
+    )
+    config = EvalConfig(
+        base_model="base",
+        models=["sft=sft"],
+        metrics=["domain"],
+        domain_dataset=str(domain),
+        output_format="plain",
+        output_dir=str(tmp_path / "out"),
+        plot=False,
+    )
     with pytest.raises(BackendError):
         evaluate(config, backends=backends)
     saved = json.loads((tmp_path / "out" / "eval_results.json").read_text())
@@ -254,10 +319,12 @@ def test_the_report_is_written_as_each_model_finishes(tmp_path):
 
 @pytest.mark.parametrize(
     "row, problem",
-    [({"prompt": "Write.", "instruction_id_list": "length_constraints:number_words"}, "not a list of strings"),
-     ({"prompt": "Write.", "instruction_id_list": ["a", "b"], "kwargs": [{}]}, "one object per instruction"),
-     ({"instruction_id_list": []}, "no 'prompt' string")],
-)  # fmt: skip
+    [
+        ({"prompt": "Write.", "instruction_id_list": "length_constraints:number_words"}, "not a list of strings"),
+        ({"prompt": "Write.", "instruction_id_list": ["a", "b"], "kwargs": [{}]}, "one object per instruction"),
+        ({"instruction_id_list": []}, "no 'prompt' string"),
+    ],
+)
 def test_malformed_ifeval_rows_are_named_before_scoring(tmp_path, row, problem):
     from raft_trainer.eval.runner import EvalData
 
@@ -266,3 +333,128 @@ def test_malformed_ifeval_rows_are_named_before_scoring(tmp_path, row, problem):
     path.write_text(json.dumps(good) + "\n" + json.dumps(row) + "\n")
     with pytest.raises(ValueError, match=f"ifeval.jsonl, row 2: .*{problem}"):
         EvalData.load(EvalConfig(metrics=["ifeval"], ifeval_dataset=str(path)))
+
+
+def test_a_metric_registered_in_one_place_reaches_the_json_and_the_table(tmp_path, monkeypatch):
+    """The registry drives the runner and the report: one `register(Metric(...))` adds a selectable metric whose
+    score lands in the JSON, whose direction decides its retention, and which gets its own table columns."""
+    from raft_trainer.backends import BackendPool, SamplingSettings
+    from raft_trainer.eval import metrics
+    from raft_trainer.eval.report import markdown_table
+
+    monkeypatch.setattr(metrics, "METRICS", dict(metrics.METRICS))  # registered for this test only
+
+    def reply_chars(context):  # a real measurement: mean reply length on the domain questions
+        replies = context.model.generate([r.prompt for r in context.data.domain_rows], SamplingSettings(8))
+        return {"reply_chars": sum(len(r.text) for r in replies) / len(replies)}
+
+    metrics.register(metrics.Metric("reply_length", reply_chars, retained={"reply_chars": False}))
+    domain = tmp_path / "qa.jsonl"
+    domain.write_text(json.dumps({"question": "Capital of Kenya?", "answer": "Nairobi"}) + "\n")
+    backends = BackendPool(
+        base=ScriptedBackend("base", lambda p: "Nairobi"), sft=ScriptedBackend("sft", lambda p: "It is Nairobi.")
+    )
+    config = EvalConfig(
+        base_model="base",
+        models=["sft=sft"],
+        metrics=["domain", "reply_length"],
+        domain_dataset=str(domain),
+        output_format="plain",
+        output_dir=str(tmp_path),
+        plot=False,
+    )
+    report = evaluate(config, backends=backends)
+    saved = json.loads((tmp_path / "eval_results.json").read_text())
+    assert saved["models"]["sft"]["scores"]["reply_chars"] == 14.0
+    assert saved["models"]["sft"]["retention"] == {"reply_chars": 0.5, "mean": 0.5}  # lower is better: 7 / 14
+    assert (
+        "retention reply_chars" in markdown_table(report)
+        and "reply_chars" in (tmp_path / "eval_results.md").read_text()
+    )
+    with pytest.raises(ValueError, match="Unknown metrics"):
+        EvalConfig(metrics=["reply_lenght"])
+
+
+def test_eval_results_reach_tensorboard_and_the_model_card(tmp_path):
+    """`--report_to tensorboard` logs every score, retention and gain as `<model>/<group>/<key>`; a checkpoint whose
+    model card was written by RAFTTrainer gets the evaluation section (replaced, not repeated, on a second run)."""
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    from raft_trainer.backends import BackendPool
+
+    checkpoint = tmp_path / "raft"
+    checkpoint.mkdir()
+    (checkpoint / "README.md").write_text(
+        "# raft\n\n## RAFT settings\n\n| field | value |\n\n### Framework versions\n"
+    )
+    domain = tmp_path / "qa.jsonl"
+    domain.write_text(json.dumps({"question": "Capital of Kenya?", "answer": "Nairobi"}) + "\n")
+    for _ in range(2):
+        backends = BackendPool(
+            base=ScriptedBackend("base", lambda p: "Lagos"),
+            **{str(checkpoint): ScriptedBackend("raft", lambda p: "Nairobi")},
+        )
+        config = EvalConfig(
+            base_model="base",
+            models=[f"raft={checkpoint}"],
+            metrics=["domain"],
+            domain_dataset=str(domain),
+            output_format="plain",
+            output_dir=str(tmp_path / "out"),
+            plot=False,
+            report_to=["tensorboard"],
+        )
+        evaluate(config, backends=backends)
+    events = EventAccumulator(str(tmp_path / "out" / "runs"))
+    events.Reload()
+    assert events.Scalars("raft/scores/domain_accuracy")[-1].value == 1.0
+    assert events.Scalars("base/scores/domain_accuracy")[-1].value == 0.0
+    card = (checkpoint / "README.md").read_text()
+    assert card.count("## Evaluation (raft eval)") == 1 and "### Framework versions" in card
+    section = card.split("## Evaluation (raft eval)")[1]
+    assert "| base | 0 |" in section and "| raft | 1 |" in section
+    with pytest.raises(ValueError, match=r"unknown tracker\(s\) \['tensorbord'\]"):
+        EvalConfig(report_to=["tensorbord"])
+
+
+def test_lm_eval_bridge_runs_a_local_task_offline_and_joins_the_retention_table(tmp_path, tiny_model_dir):
+    """`--lm_eval_tasks` with a task from a local YAML and a local data file (no hub): lm-eval's own
+    `simple_evaluate` scores the base and a checkpoint, and the score enters retention (same weights: 1.0)."""
+    import yaml
+
+    data = tmp_path / "mc.jsonl"
+    rows = [
+        {"question": "What is the capital of France ?", "choices": ["Paris", "Rome"], "label": 0},
+        {"question": "What is two plus two ?", "choices": ["five", "four"], "label": 1},
+        {"question": "Which gas do plants absorb ?", "choices": ["carbon dioxide", "helium"], "label": 0},
+    ]
+    data.write_text("".join(json.dumps(row) + "\n" for row in rows))
+    tasks = tmp_path / "tasks"
+    tasks.mkdir()
+    task = {
+        "task": "raft_tiny_mc",
+        "dataset_path": "json",
+        "dataset_kwargs": {"data_files": {"test": str(data)}},
+        "test_split": "test",
+        "output_type": "multiple_choice",
+        "doc_to_text": "Question: {{question}}\nAnswer:",
+        "doc_to_choice": "{{choices}}",
+        "doc_to_target": "label",
+        "metric_list": [{"metric": "acc", "aggregation": "mean", "higher_is_better": True}],
+    }
+    (tasks / "raft_tiny_mc.yaml").write_text(yaml.safe_dump(task))
+    config = EvalConfig(
+        base_model=tiny_model_dir,
+        models=[f"same={tiny_model_dir}"],
+        metrics=[],
+        lm_eval_tasks=["raft_tiny_mc"],
+        lm_eval_include_path=str(tasks),
+        output_dir=str(tmp_path / "out"),
+        plot=False,
+    )
+    assert config.metrics == ["lm_eval"]
+    report = evaluate(config)
+    for name in ("base", "same"):
+        accuracy = report["models"][name]["scores"]["lm_eval/raft_tiny_mc/acc"]
+        assert accuracy in (0.0, 1 / 3, 2 / 3, 1.0)
+    assert report["models"]["same"]["retention"]["lm_eval/raft_tiny_mc/acc"] in (1.0, None)  # None: base scored 0

@@ -7,25 +7,24 @@ With no model given it scores the embedded Gemma 3 270M (as `base`) on the bundl
 
 from __future__ import annotations
 
-from .errors import exit_on_backend_error
+from .common import config_parser, run_command
 
 
 def main(config) -> None:
     from raft_trainer.eval import evaluate
     from raft_trainer.eval.report import markdown_table
 
-    with exit_on_backend_error("eval"):
-        report = evaluate(config)
-    print(markdown_table(report))
-    print(f"results: {config.output_dir}/eval_results.json, eval_results.md")
+    run_command(
+        "eval",
+        lambda: evaluate(config),
+        lambda report: f"{markdown_table(report)}\nresults: {config.output_dir}/eval_results.json, eval_results.md",
+    )
 
 
 def make_parser():
-    from trl import TrlParser
-
     from raft_trainer.eval import EvalConfig
 
-    return TrlParser((EvalConfig,), prog="raft eval", allow_abbrev=False)
+    return config_parser(EvalConfig, "raft eval")
 
 
 if __name__ == "__main__":

@@ -8,24 +8,25 @@ raft lab --preset smoke        # a tiny model built on the fly: checks the pipel
 
 from __future__ import annotations
 
-from .errors import exit_on_backend_error
+from .common import config_parser, run_command
 
 
 def main(config) -> None:
     from raft_trainer.lab import run_lab
 
-    with exit_on_backend_error("lab"):
-        run_lab(config)
-    print(open(f"{config.output_dir}/lab_results.md", encoding="utf-8").read())
-    print(f"results: {config.output_dir}/lab_results.json, lab_results.md, lab_tradeoff.png, lab_curves.png")
+    def report(_) -> str:
+        table = open(f"{config.output_dir}/lab_results.md", encoding="utf-8").read()
+        return (
+            f"{table}\nresults: {config.output_dir}/lab_results.json, lab_results.md, lab_tradeoff.png, lab_curves.png"
+        )
+
+    run_command("lab", lambda: run_lab(config), report)
 
 
 def make_parser():
-    from trl import TrlParser
-
     from raft_trainer.lab import LabConfig
 
-    return TrlParser((LabConfig,), prog="raft lab", allow_abbrev=False)
+    return config_parser(LabConfig, "raft lab")
 
 
 if __name__ == "__main__":

@@ -6,25 +6,27 @@ fuser and judge, and the offline MiniLM as embedding model. Run it again to resu
 
 from __future__ import annotations
 
-from .errors import exit_on_backend_error
+from .common import config_parser, run_command
 
 
 def main(config) -> None:
     from raft_trainer.refine import refine
     from raft_trainer.refine.summary import format_summary
 
-    with exit_on_backend_error("refine"):
-        summary = refine(config)
-    print(format_summary(summary))
-    print(f"refined data: {config.output_dir}/refined.jsonl (train on it with `raft train --dataset_name ...`)")
+    run_command(
+        "refine",
+        lambda: refine(config),
+        lambda summary: (
+            f"{format_summary(summary)}\nrefined data: {config.output_dir}/refined.jsonl "
+            "(train on it with `raft train --dataset_name ...`)"
+        ),
+    )
 
 
 def make_parser():
-    from trl import TrlParser
-
     from raft_trainer.refine import RefineConfig
 
-    return TrlParser((RefineConfig,), prog="raft refine", allow_abbrev=False)
+    return config_parser(RefineConfig, "raft refine")
 
 
 if __name__ == "__main__":

@@ -7,8 +7,8 @@ from dataclasses import dataclass
 from ..backends import BackendArguments, decode_escapes
 from ..options import option
 from ..qa_rows import QADataArguments
-
-METRICS = ("domain", "probes", "ifeval", "perplexity", "drift")
+from . import metrics as registry
+from .trackers import check_trackers
 
 
 @dataclass
@@ -27,12 +27,21 @@ class EvalConfig(BackendArguments, QADataArguments):
     baseline: str | None = option(
         "Name of the model domain gains are relative to (e.g. sft); default: base.", default=None
     )
-    metrics: list[str] = option(f"Metrics to run, among {', '.join(METRICS)}.", default_factory=lambda: list(METRICS))
+    metrics: list[str] = option(
+        "Metrics to run: " + "; ".join(f"{m.name} ({m.description})" for m in registry.METRICS.values()) + ".",
+        default_factory=lambda: [name for name in registry.METRICS if name != "lm_eval"],
+    )
     limit: int | None = option("Use only the first N items of every evaluation set (quick runs).", default=None)
     output_dir: str = option(
         "Folder for eval_results.json, eval_results.md and eval_tradeoff.png.", default="runs/eval"
     )
     plot: bool = option("Plot domain accuracy against mean general retention (needs matplotlib).", default=True)
+    report_to: list[str] = option(
+        "Also log the results to these trackers: tensorboard, wandb, trackio (or none); scalars "
+        "<model>/<scores|retention|domain_gain>/<key> and the table.",
+        default_factory=list,
+    )
+    logging_dir: str | None = option("TensorBoard log folder (default: <output_dir>/runs).", default=None)
 
     # > Domain accuracy
     domain_dataset: str | None = option(
@@ -52,6 +61,17 @@ class EvalConfig(BackendArguments, QADataArguments):
     )
 
     # > General ability
+    lm_eval_tasks: list[str] = option(
+        "lm-evaluation-harness tasks (e.g. ifeval, mmlu, gsm8k) run on the base model and every checkpoint with "
+        "lm_eval.simple_evaluate; their scores join the retention table as lm_eval/<task>/<metric>. Needs "
+        "`pip install lm-eval` and the tasks' datasets (network), or local tasks from --lm_eval_include_path.",
+        default_factory=list,
+    )
+    lm_eval_include_path: str | None = option("Folder of your own lm-eval task YAML files.", default=None)
+    lm_eval_num_fewshot: int | None = option(
+        "Few-shot examples for the lm-eval tasks (default: each task's).", default=None
+    )
+    lm_eval_batch_size: int = option("lm-eval batch size.", default=8)
     ifeval_dataset: str | None = option(
         "IFEval-format prompts: a JSONL file or a dataset name such as google/IFEval (default: bundled 20).",
         default=None,
@@ -67,9 +87,16 @@ class EvalConfig(BackendArguments, QADataArguments):
 
     def __post_init__(self):
         super().__post_init__()
-        unknown = sorted(set(self.metrics) - set(METRICS))
+        if isinstance(self.report_to, str):
+            self.report_to = [self.report_to]
+        check_trackers(self.report_to)
+        tasks = [self.lm_eval_tasks] if isinstance(self.lm_eval_tasks, str) else self.lm_eval_tasks
+        self.lm_eval_tasks = [task for item in tasks for task in item.split(",") if task]  # ifeval,mmlu or ifeval mmlu
+        if self.lm_eval_tasks and "lm_eval" not in self.metrics:
+            self.metrics = [*self.metrics, "lm_eval"]  # asking for tasks is asking for the metric
+        unknown = sorted(set(self.metrics) - set(registry.METRICS))
         if unknown:
-            raise ValueError(f"Unknown metrics {unknown}; choose among {list(METRICS)}.")
+            raise ValueError(f"Unknown metrics {unknown}; choose among {list(registry.METRICS)}.")
         if isinstance(self.judge_models, str):
             self.judge_models = [self.judge_models]
         self.stop_sequences = decode_escapes(self.stop_sequences)

@@ -7,10 +7,7 @@ import os
 from statistics import mean
 
 from ..output_files import write_json_atomic, write_text_atomic
-
-HIGHER_IS_BETTER = ("probe_accuracy", "ifeval_prompt_accuracy", "ifeval_instruction_accuracy")
-LOWER_IS_BETTER = ("perplexity",)
-DOMAIN_METRICS = ("domain_accuracy", "domain_judge_accuracy", "domain_f1", "domain_exact_match")
+from .metrics import domain_keys, retention_directions
 
 
 def retention(score: float | None, base: float | None, lower_is_better: bool = False) -> float | None:
@@ -33,6 +30,18 @@ def relative_gain(score: float | None, baseline: float | None) -> float | None:
     return (score - baseline) / baseline if score is not None and baseline else None
 
 
+def retention_scores(scores: dict, base_scores: dict) -> dict:
+    """`{key: retention}` for every general-ability key of the registered metrics present in `scores`, plus their
+    `mean` (`None` when none is readable); directions from `metrics.retention_directions`."""
+    kept = {
+        key: retention(scores.get(key), base_scores.get(key), lower_is_better=not higher)
+        for key, higher in retention_directions(scores).items()
+        if key in scores
+    }
+    readable = [v for v in kept.values() if v is not None]
+    return {**kept, "mean": mean(readable) if readable else None}
+
+
 def add_relative_scores(results: dict, baseline: str = "base") -> dict:
     """Add `retention` (per general metric, and their mean) and `domain_gain` (vs `baseline`) to every model."""
     if baseline not in results:
@@ -40,12 +49,9 @@ def add_relative_scores(results: dict, baseline: str = "base") -> dict:
     base, reference = results["base"]["scores"], results[baseline]["scores"]
     for entry in results.values():
         scores = entry["scores"]
-        kept = {m: retention(scores.get(m), base.get(m)) for m in HIGHER_IS_BETTER if m in scores}
-        kept.update({m: retention(scores.get(m), base.get(m), True) for m in LOWER_IS_BETTER if m in scores})
-        readable = [v for v in kept.values() if v is not None]
-        entry["retention"] = {**kept, "mean": mean(readable) if readable else None}
+        entry["retention"] = retention_scores(scores, base)
         entry["domain_gain"] = {
-            m: relative_gain(scores.get(m), reference.get(m)) for m in DOMAIN_METRICS if m in scores
+            m: relative_gain(scores.get(m), reference.get(m)) for m in domain_keys() if m in scores
         }
     return {"baseline": baseline, "models": results}
 
@@ -102,7 +108,7 @@ def plot_tradeoff(report: dict, path: str) -> bool:
         return False
     figure, axes = plt.subplots(figsize=(5, 4))
     for name, entry in report["models"].items():
-        domain = next((entry["scores"][m] for m in DOMAIN_METRICS if entry["scores"].get(m) is not None), None)
+        domain = next((entry["scores"][m] for m in domain_keys() if entry["scores"].get(m) is not None), None)
         if domain is None or entry["retention"]["mean"] is None:
             continue
         axes.scatter(entry["retention"]["mean"], domain)
@@ -111,6 +117,32 @@ def plot_tradeoff(report: dict, path: str) -> bool:
     axes.set_ylabel("domain accuracy")
     axes.grid(alpha=0.3)
     return save_figure(plt, figure, path)
+
+
+CARD_SECTION = "## Evaluation (raft eval)"
+
+
+def add_to_model_cards(report: dict) -> list[str]:
+    """Write the evaluation into the model card (`README.md`) of every evaluated checkpoint folder that has one
+    written by `RAFTTrainer` (it holds the `## RAFT settings` section): the table rows of `base` and that model,
+    replacing an earlier such section. Returns the cards written."""
+    written = []
+    for name, entry in report["models"].items():
+        card = os.path.join(str(entry.get("path", "")), "README.md")
+        if name == "base" or not os.path.isfile(card):
+            continue
+        with open(card, encoding="utf-8") as f:
+            text = f.read()
+        if "## RAFT settings" not in text:
+            continue
+        rows = {"baseline": report["baseline"], "models": {k: report["models"][k] for k in ("base", name)}}
+        section = f"{CARD_SECTION}\n\n{markdown_table(rows)}\n"
+        head, _, rest = text.partition(CARD_SECTION)
+        tail = rest[rest.find("\n## ") + 1 :] if "\n## " in rest else ""
+        text = head.rstrip() + "\n\n" + section + ("\n" + tail if tail else "")
+        write_text_atomic(card, text)
+        written.append(card)
+    return written
 
 
 def write_report(report: dict, output_dir: str, plot: bool = True) -> None:

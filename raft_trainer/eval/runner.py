@@ -8,18 +8,14 @@ import os
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from statistics import mean
 
-from ..backends import BackendPool, GenerationBackend, SamplingSettings
-from ..backends.local import TransformersBackend
+from ..backends import BackendPool
 from ..data import read_jsonl
-from ..prompt_files import load_prompt
 from ..qa_rows import QARow, resolve_output_format
 from .config import EvalConfig
-from .domain import contains_answer, exact_match, majority_vote, parse_verdict, token_f1
-from .instructions import score_instructions
-from .likelihood import drift_kl, eval_mode, perplexity
-from .probes import bundled, probe_correct, probe_prompt, read_paragraphs
+from .metrics import score_model
+from .probes import bundled, read_paragraphs
+from .trackers import log_report
 
 logger = logging.getLogger(__name__)
 
@@ -113,93 +109,6 @@ def read_probes(path: str) -> list[dict]:
     return probes
 
 
-def domain_scores(
-    model: GenerationBackend, data: EvalData, judges: list[GenerationBackend], config: EvalConfig
-) -> dict:
-    """Accuracy (the gold answer or an alias appears as a whole word), exact match and token F1 against the gold
-    answers, and the judges' majority verdict."""
-    settings = SamplingSettings(config.max_new_tokens, stop=tuple(config.stop_sequences))
-    answers = [g.text for g in model.generate([r.prompt for r in data.domain_rows], settings)]
-    golds = [r.answer for r in data.domain_rows]
-    hits = [
-        contains_answer(a, [r.answer, *r.aliases], case_sensitive=config.case_sensitive)
-        for a, r in zip(answers, data.domain_rows)
-    ]
-    scores = {
-        "domain_accuracy": float(mean(hits)),
-        "domain_exact_match": mean(map(exact_match, answers, golds)),
-        "domain_f1": mean(map(token_f1, answers, golds)),
-    }
-    if judges:
-        template = load_prompt("domain_judge", config.judge_prompt_file)
-        prompts = [
-            template.render(question=r.question, answer=r.answer, candidate=a)
-            for r, a in zip(data.domain_rows, answers)
-        ]
-        judge_settings = SamplingSettings(8, stop=("\n",) if config.stop_sequences else ())
-        verdicts = [[parse_verdict(g.text) for g in judge.generate(prompts, judge_settings)] for judge in judges]
-        votes = [majority_vote(list(v)) for v in zip(*verdicts)]
-        readable = [v for v in votes if v is not None]
-        scores["domain_judge_accuracy"] = float(mean(readable)) if readable else None
-        scores["domain_judge_unreadable"] = len(votes) - len(readable)
-    return scores
-
-
-def general_scores(model: GenerationBackend, data: EvalData, config: EvalConfig) -> dict:
-    """IFEval-style accuracy and few-shot probe accuracy (generation metrics)."""
-    scores = {}
-    if "probes" in config.metrics and data.probes:
-        hits = probe_hits(model, data.probes)
-        scores["probe_accuracy"] = float(mean(hits))
-        for category in sorted({p.get("category", "general") for p in data.probes}):
-            picked = [h for h, p in zip(hits, data.probes) if p.get("category", "general") == category]
-            scores[f"probe_accuracy/{category}"] = float(mean(picked))
-    if "ifeval" in config.metrics and data.ifeval:
-        replies = model.generate([e["prompt"] for e in data.ifeval], SamplingSettings(config.ifeval_max_new_tokens))
-        result = score_instructions([r.text for r in replies], data.ifeval)
-        scores.update({f"ifeval_{k}": v for k, v in result.items()})
-    return scores
-
-
-def probe_hits(model: GenerationBackend, probes: list[dict]) -> list[bool]:
-    """Whether each few-shot probe is answered correctly (greedy, 12 tokens, first line; `probes.probe_correct`)."""
-    replies = model.generate([probe_prompt(p["question"]) for p in probes], SamplingSettings(12, stop=("\n",)))
-    return [probe_correct(r.text, p["answer"], p.get("aliases")) for r, p in zip(replies, probes)]
-
-
-def likelihood_scores(
-    model: TransformersBackend, base: TransformersBackend, data: EvalData, config: EvalConfig
-) -> dict:
-    """Perplexity on general text and drift KL(base ‖ model) on general text and probe prompts."""
-    scores = {}
-    with eval_mode(model.model, base.model):
-        if "perplexity" in config.metrics and data.general_text:
-            scores["perplexity"] = perplexity(
-                model.model, model.tokenizer, data.general_text, max_length=config.max_length
-            )
-        if "drift" in config.metrics:
-            texts = data.general_text + [probe_prompt(p["question"]) for p in data.probes]
-            scores["drift_kl"] = (
-                0.0
-                if model is base
-                else drift_kl(model.model, base.model, model.tokenizer, texts, max_length=config.max_length)
-            )
-    return scores
-
-
-def score_model(
-    model: GenerationBackend, base: GenerationBackend, data: EvalData, config: EvalConfig, judges=()
-) -> dict:
-    """Every metric of `config.metrics` for one model (likelihood metrics need local weights for it and `base`)."""
-    scores = (
-        domain_scores(model, data, list(judges), config) if "domain" in config.metrics and data.domain_rows else {}
-    )
-    scores.update(general_scores(model, data, config))
-    if isinstance(model, TransformersBackend) and isinstance(base, TransformersBackend):
-        scores.update(likelihood_scores(model, base, data, config))
-    return scores
-
-
 def parse_model_list(models: list[str]) -> dict[str, str]:
     """`name=path` (or a bare path, named by its folder) -> {name: path}."""
     named = {}
@@ -217,7 +126,7 @@ def evaluate(config: EvalConfig, *, backends: BackendPool | None = None) -> dict
     from tqdm.auto import tqdm
 
     from ..default_model import default_model_path
-    from .report import add_relative_scores, write_report
+    from .report import add_relative_scores, add_to_model_cards, write_report
 
     named = parse_model_list(config.models)  # names and inputs are checked before any model loads
     baseline = config.baseline or "base"
@@ -249,4 +158,10 @@ def evaluate(config: EvalConfig, *, backends: BackendPool | None = None) -> dict
         }
         report["judges"] = [j.name for j in judges]
         write_report(report, config.output_dir, plot=config.plot and report["complete"])
+    add_to_model_cards(report)
+    if config.report_to:
+        logging_dir = config.logging_dir or os.path.join(config.output_dir, "runs")
+        log_report(
+            report, config.report_to, logging_dir, run_name=os.path.basename(os.path.normpath(config.output_dir))
+        )
     return report

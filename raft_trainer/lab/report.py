@@ -7,7 +7,7 @@ import math
 import os
 from statistics import mean, stdev
 
-from ..eval.report import HIGHER_IS_BETTER, LOWER_IS_BETTER, pyplot, retention, save_figure
+from ..eval.report import pyplot, retention_scores, save_figure
 
 SUMMARISED = (
     "domain_accuracy",
@@ -31,14 +31,12 @@ def run_metrics(scores: dict, base_scores: dict, train_seconds: float) -> dict:
     `general_retention` is `raft eval`'s `retention.mean`: the mean of checkpoint ÷ base over probe accuracy, IFEval
     prompt- and instruction-level accuracy, and base ÷ checkpoint perplexity (1.0 = nothing lost).
     """
-    kept = {m: retention(scores.get(m), base_scores.get(m)) for m in HIGHER_IS_BETTER if m in scores}
-    kept.update({m: retention(scores.get(m), base_scores.get(m), True) for m in LOWER_IS_BETTER if m in scores})
-    readable = [v for v in kept.values() if v is not None]
+    kept = retention_scores(scores, base_scores)
     ifeval = [kept.get(m) for m in ("ifeval_prompt_accuracy", "ifeval_instruction_accuracy")]
     ifeval = [v for v in ifeval if v is not None]
     return {
         "domain_accuracy": scores.get("domain_accuracy"),
-        "general_retention": mean(readable) if readable else None,
+        "general_retention": kept["mean"],
         "probe_retention": kept.get("probe_accuracy"),
         "ifeval_retention": mean(ifeval) if ifeval else None,
         "perplexity_retention": kept.get("perplexity"),

@@ -90,7 +90,8 @@ def prepare(config: LabConfig, out: Path, model_path: str, domain: Domain) -> La
     """Read the domain, run Stage 1 when a method needs ŷ, load the evaluation sets and score the original model
     (keeping only the general probes it answers). The original model's evaluation is kept in `base_eval.json`, so a
     resumed lab does not repeat it."""
-    from ..eval.runner import EvalData, probe_hits, score_model
+    from ..eval.metrics import probe_hits, score_model
+    from ..eval.runner import EvalData
 
     train_qa = read_qa_rows(domain.train_file, config.train_limit)
     test_qa = read_qa_rows(domain.test_file, config.test_limit)
@@ -136,7 +137,7 @@ def prepare(config: LabConfig, out: Path, model_path: str, domain: Domain) -> La
 def run_one(method: Method, seed: int, inputs: LabInputs, config: LabConfig, out: Path) -> dict:
     """Train one method with one seed and score it against the original model (`base` is not trained)."""
     from ..backends.local import TransformersBackend
-    from ..eval.runner import score_model
+    from ..eval.metrics import score_model
 
     start = time.perf_counter()
     if method.trainer == "none":
