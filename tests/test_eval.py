@@ -458,3 +458,56 @@ def test_lm_eval_bridge_runs_a_local_task_offline_and_joins_the_retention_table(
         accuracy = report["models"][name]["scores"]["lm_eval/raft_tiny_mc/acc"]
         assert accuracy in (0.0, 1 / 3, 2 / 3, 1.0)
     assert report["models"]["same"]["retention"]["lm_eval/raft_tiny_mc/acc"] in (1.0, None)  # None: base scored 0
+
+
+def test_judged_general_questions_by_majority_of_judges(tmp_path):
+    """`--metrics general_judged` (the paper's LLM-judged general QA role): each model answers the general
+    questions zero-shot, the judges compare with the reference, the majority decides, and the score enters retention."""
+    import re
+
+    from raft_trainer.backends import BackendPool
+
+    qa = tmp_path / "general.jsonl"
+    qa.write_text(
+        "".join(
+            json.dumps({"question": q, "answer": a}) + "\n"
+            for q, a in [("Capital of France?", "Paris"), ("Two plus two?", "four"), ("Largest ocean?", "Pacific")]
+        )
+    )
+
+    def judge(prompt):  # correct when the candidate contains the reference; a third judge that cannot decide
+        reference = re.search(r"Reference answer: (.*)\n", prompt).group(1)
+        candidate = re.search(r"Candidate answer: (.*)\n", prompt).group(1)
+        return "yes" if reference.lower() in candidate.lower() else "no"
+
+    answers = {
+        "base": {"France": "Paris.", "plus": "It is four.", "ocean": "The Pacific."},
+        "sft": {"France": "Paris."},
+    }
+
+    def model(name):
+        return lambda p: next((a for key, a in answers[name].items() if key in p), "I do not know.")
+
+    backends = BackendPool(
+        base=ScriptedBackend("base", model("base")),
+        sft=ScriptedBackend("sft", model("sft")),
+        j1=ScriptedBackend("j1", judge),
+        j2=ScriptedBackend("j2", judge),
+        j3=ScriptedBackend("j3", lambda p: "maybe"),
+    )
+    config = EvalConfig(
+        base_model="base",
+        models=["sft=sft"],
+        metrics=["general_judged"],
+        judge_models=["j1", "j2", "j3"],
+        general_qa_file=str(qa),
+        output_format="plain",
+        output_dir=str(tmp_path),
+        plot=False,
+    )
+    report = evaluate(config, backends=backends)
+    assert report["models"]["base"]["scores"]["general_judge_accuracy"] == 1.0
+    assert report["models"]["sft"]["scores"]["general_judge_accuracy"] == pytest.approx(1 / 3)
+    assert report["models"]["sft"]["retention"]["general_judge_accuracy"] == pytest.approx(1 / 3)
+    with pytest.raises(ValueError, match="general_judged needs judges"):
+        evaluate(EvalConfig(metrics=["general_judged"], output_dir=str(tmp_path)), backends=backends)

@@ -29,7 +29,7 @@ class EvalConfig(BackendArguments, QADataArguments):
     )
     metrics: list[str] = option(
         "Metrics to run: " + "; ".join(f"{m.name} ({m.description})" for m in registry.METRICS.values()) + ".",
-        default_factory=lambda: [name for name in registry.METRICS if name != "lm_eval"],
+        default_factory=lambda: [name for name in registry.METRICS if name not in ("lm_eval", "general_judged")],
     )
     limit: int | None = option("Use only the first N items of every evaluation set (quick runs).", default=None)
     output_dir: str = option(
@@ -61,6 +61,11 @@ class EvalConfig(BackendArguments, QADataArguments):
     )
 
     # > General ability
+    general_qa_file: str | None = option(
+        "Open general questions (JSONL: question, answer) for --metrics general_judged, answered zero-shot and judged "
+        "by --judge_models; default: the bundled probes' questions.",
+        default=None,
+    )
     lm_eval_tasks: list[str] = option(
         "lm-evaluation-harness tasks (e.g. ifeval, mmlu, gsm8k) run on the base model and every checkpoint with "
         "lm_eval.simple_evaluate; their scores join the retention table as lm_eval/<task>/<metric>. Needs "

@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Any
 
 from ..backends import GenerationBackend, SamplingSettings
 from ..backends.local import TransformersBackend
+from ..data import qa_prompt
 from ..prompt_files import load_prompt
 from .domain import contains_answer, exact_match, majority_vote, parse_verdict, token_f1
 from .instructions import score_instructions
@@ -126,18 +127,40 @@ def domain_scores(
         "domain_f1": mean(map(token_f1, answers, golds)),
     }
     if judges:
-        template = load_prompt("domain_judge", config.judge_prompt_file)
-        prompts = [
-            template.render(question=r.question, answer=r.answer, candidate=a)
-            for r, a in zip(data.domain_rows, answers)
-        ]
-        judge_settings = SamplingSettings(8, stop=("\n",) if config.stop_sequences else ())
-        verdicts = [[parse_verdict(g.text) for g in judge.generate(prompts, judge_settings)] for judge in judges]
-        votes = [majority_vote(list(v)) for v in zip(*verdicts)]
-        readable = [v for v in votes if v is not None]
-        scores["domain_judge_accuracy"] = float(mean(readable)) if readable else None
-        scores["domain_judge_unreadable"] = len(votes) - len(readable)
+        items = [(r.question, r.answer) for r in data.domain_rows]
+        accuracy, unreadable = judged_accuracy(judges, items, answers, config)
+        scores["domain_judge_accuracy"], scores["domain_judge_unreadable"] = accuracy, unreadable
     return scores
+
+
+def judged_accuracy(
+    judges: list[GenerationBackend], items: list[tuple[str, str]], answers: list[str], config: EvalConfig
+) -> tuple[float | None, int]:
+    """The judges' majority verdict on each `answer` to `(question, reference)`: (share judged correct among the
+    answers with a readable vote, number of answers without one). Each judge reads the judge prompt
+    (`--judge_prompt_file`, default the bundled `domain_judge.txt`) greedily; a tie counts as incorrect."""
+    template = load_prompt("domain_judge", config.judge_prompt_file)
+    prompts = [template.render(question=q, answer=ref, candidate=a) for (q, ref), a in zip(items, answers)]
+    settings = SamplingSettings(8, stop=("\n",) if config.stop_sequences else ())
+    verdicts = [[parse_verdict(g.text) for g in judge.generate(prompts, settings)] for judge in judges]
+    votes = [majority_vote(list(v)) for v in zip(*verdicts)]
+    readable = [v for v in votes if v is not None]
+    return (float(mean(readable)) if readable else None), len(votes) - len(readable)
+
+
+def general_judged_scores(context: ScoringContext) -> dict:
+    """Open general questions answered zero-shot and judged against their reference by the majority of
+    `--judge_models` (the paper's LLM-judged MS-Bench role): `general_judge_accuracy` and the unreadable count."""
+    rows, config = context.data.general_qa, context.config
+    if not (rows and context.judges):
+        return {}
+    output_format = context.data.output_format
+    prompts = [qa_prompt(r["question"], output_format, config.plain_prompt_template)[0] for r in rows]
+    settings = SamplingSettings(config.max_new_tokens, stop=tuple(config.stop_sequences))
+    answers = [g.text for g in context.model.generate(prompts, settings)]
+    items = [(r["question"], r["answer"]) for r in rows]
+    accuracy, unreadable = judged_accuracy(context.judges, items, answers, config)
+    return {"general_judge_accuracy": accuracy, "general_judge_unreadable": unreadable}
 
 
 def probe_hits(model: GenerationBackend, probes: list[dict]) -> list[bool]:
@@ -203,6 +226,14 @@ register(
         probe_scores,
         retained={"probe_accuracy": True},
         description="3-shot general probes (knowledge, arithmetic, reasoning)",
+    )
+)
+register(
+    Metric(
+        "general_judged",
+        general_judged_scores,
+        retained={"general_judge_accuracy": True},
+        description="open general questions judged against references by --judge_models (majority vote)",
     )
 )
 register(

@@ -27,43 +27,60 @@ class EvalData:
     domain_rows: list[QARow] = field(default_factory=list)
     ifeval: list[dict] = field(default_factory=list)
     probes: list[dict] = field(default_factory=list)
+    general_qa: list[dict] = field(default_factory=list)
     general_text: list[str] = field(default_factory=list)
+    output_format: str = "conversational"  # of the question prompts (domain, general_judged), made concrete
 
     @classmethod
     def load(cls, config: EvalConfig, prompt_format: Callable[[], str] | None = None) -> EvalData:
         """Read and check every set `config.metrics` needs. `prompt_format` makes `output_format="auto"` concrete
-        (it may load a tokenizer): called after every file is read and checked, before domain rows are built."""
+        (it may load a tokenizer): called after every file is read and checked, before question prompts are built."""
         from ..data import load_data
         from ..qa_rows import read_rows
 
-        limit = config.limit
         domain = None
         if "domain" in config.metrics:
             domain = load_data(config.domain_dataset, config.dataset_config, config.dataset_split)
-        ifeval, probes, text = [], [], []
-        if "ifeval" in config.metrics:
-            source = config.ifeval_dataset or bundled("ifeval_prompts.jsonl")
-            ifeval = read_jsonl(source) if os.path.isfile(source) else list(load_data(source, split="train"))
-            check_ifeval_rows(ifeval, source)
-        if "probes" in config.metrics:
-            probes = read_probes(config.probes_file or bundled("general_probes.jsonl"))
-        if {"perplexity", "drift"} & set(config.metrics):
-            text_file = config.general_text_file or bundled("general_text.txt")
-            text = read_paragraphs(text_file)
-            if not text:
-                raise ValueError(
-                    f"The general text file {text_file!r} has no paragraphs: perplexity and drift need "
-                    "text (blank-line-separated paragraphs), or leave them out of --metrics."
-                )
-        rows, skipped = [], []
+        data = cls(**{name: rows[: config.limit] for name, rows in general_sets(config).items()})
+        if domain is None and not data.general_qa:
+            return data
+        data.output_format = config.output_format
+        if data.output_format == "auto" and prompt_format is not None:
+            data.output_format = prompt_format()
         if domain is not None:
-            if config.output_format == "auto" and prompt_format is not None:
-                config = copy.copy(config)
-                config.output_format = prompt_format()
-            rows, skipped = read_rows(domain, config, limit)
-        if skipped:
-            logger.warning("domain set: %d rows skipped (%s)", len(skipped), skipped[0]["reason"])
-        return cls(rows, ifeval[:limit], probes[:limit], text[:limit])  # read_rows applied the limit
+            concrete = copy.copy(config)
+            concrete.output_format = data.output_format
+            data.domain_rows, skipped = read_rows(domain, concrete, config.limit)
+            if skipped:
+                logger.warning("domain set: %d rows skipped (%s)", len(skipped), skipped[0]["reason"])
+        return data
+
+
+def general_sets(config: EvalConfig) -> dict[str, list]:
+    """The general-ability sets `config.metrics` needs, read and checked: IFEval rows, probes, judged general
+    questions, general text paragraphs. Raises `ValueError` naming the file and the problem."""
+    from ..data import load_data
+
+    sets = {}
+    if "ifeval" in config.metrics:
+        source = config.ifeval_dataset or bundled("ifeval_prompts.jsonl")
+        sets["ifeval"] = read_jsonl(source) if os.path.isfile(source) else list(load_data(source, split="train"))
+        check_ifeval_rows(sets["ifeval"], source)
+    if "probes" in config.metrics:
+        sets["probes"] = read_probes(config.probes_file or bundled("general_probes.jsonl"))
+    if "general_judged" in config.metrics:
+        if not config.judge_models:
+            raise ValueError("--metrics general_judged needs judges: pass --judge_models (any backend spec).")
+        sets["general_qa"] = read_probes(config.general_qa_file or bundled("general_probes.jsonl"))
+    if {"perplexity", "drift"} & set(config.metrics):
+        text_file = config.general_text_file or bundled("general_text.txt")
+        sets["general_text"] = read_paragraphs(text_file)
+        if not sets["general_text"]:
+            raise ValueError(
+                f"The general text file {text_file!r} has no paragraphs: perplexity and drift need "
+                "text (blank-line-separated paragraphs), or leave them out of --metrics."
+            )
+    return sets
 
 
 def check_ifeval_rows(rows: list[dict], source: str) -> None:
@@ -140,7 +157,8 @@ def evaluate(config: EvalConfig, *, backends: BackendPool | None = None) -> dict
 
     data = EvalData.load(config, base_prompt_format)
     specs = {"base": config.base_model or default_model_path(), **named}
-    judges = [backends.get(spec) for spec in config.judge_models] if "domain" in config.metrics else []
+    judged = {"domain", "general_judged"} & set(config.metrics)
+    judges = [backends.get(spec) for spec in config.judge_models] if judged else []
     base = backends.get(specs["base"])
     results = {}
     for name, spec in tqdm(specs.items(), desc="raft eval", unit="model"):
