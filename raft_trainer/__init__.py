@@ -9,18 +9,30 @@ from typing import TYPE_CHECKING
 __version__ = "0.1.0"
 
 _EXPORTS = {
+    "ConfigError": "errors",
+    "DataError": "errors",
     "EMALossBalancer": "balancing",
     "RAFTLossBalancer": "balancing",
     "RAFTConfig": "config",
     "RAFTDataCollator": "collator",
     "RAFTTrainer": "trainer",
 }
-__all__ = ["EMALossBalancer", "RAFTConfig", "RAFTDataCollator", "RAFTLossBalancer", "RAFTTrainer", "__version__"]
+__all__ = [
+    "ConfigError",
+    "DataError",
+    "EMALossBalancer",
+    "RAFTConfig",
+    "RAFTDataCollator",
+    "RAFTLossBalancer",
+    "RAFTTrainer",
+    "__version__",
+]
 
 if TYPE_CHECKING:
     from .balancing import EMALossBalancer, RAFTLossBalancer
     from .collator import RAFTDataCollator
     from .config import RAFTConfig
+    from .errors import ConfigError, DataError
     from .trainer import RAFTTrainer
 
 

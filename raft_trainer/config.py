@@ -12,6 +12,7 @@ from transformers import TrainingArguments
 from trl import SFTConfig
 from trl.trainer.utils import get_config_model_id
 
+from .errors import ConfigError
 from .stopping import decode_escapes
 from .teacher_prompts import DEFAULT_TEACHER_TEMPLATE, validate_teacher_template
 
@@ -165,17 +166,17 @@ class RAFTConfig(SFTConfig):
             if not ok(getattr(self, name))
         ]
         if bad:
-            raise ValueError(f"Invalid RAFTConfig values: {'; '.join(bad)}.")
+            raise ConfigError(f"Invalid RAFTConfig values: {'; '.join(bad)}.")
         if self.answer_conditioning:
             validate_teacher_template(self.teacher_template)
         if self.use_distillation and (self.packing or self.padding_free):
-            raise ValueError(
+            raise ConfigError(
                 "RAFT distillation needs each example's prompt boundary (the student samples from the prompt, the "
                 "teacher scores the completion), which packing and padding-free batches erase. Set `packing=False` "
                 "and `padding_free=False`, or `use_distillation=False` for plain SFT."
             )
         if self.use_distillation and self.completion_only_loss is False:
-            raise ValueError("RAFT's SFT term masks the prompt; `completion_only_loss=False` is not supported.")
+            raise ConfigError("RAFT's SFT term masks the prompt; `completion_only_loss=False` is not supported.")
 
 
 def _finite(low: float, high: float = math.inf, *, low_open: bool = False, high_open: bool = True):

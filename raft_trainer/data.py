@@ -14,6 +14,7 @@ from typing import Any
 from datasets import Dataset, IterableDataset, load_dataset
 from trl.data_utils import get_dataset_column_names, maybe_convert_to_chatml
 
+from .errors import DataError
 from .teacher_prompts import is_chat_messages
 from .templates import DEFAULT_PLAIN_PROMPT, fill_template
 
@@ -44,9 +45,9 @@ def load_data(name_or_path: str | None, config: str | None = None, split: str = 
     extension = os.path.splitext(name_or_path)[1].lower()
     if extension in DATA_BUILDERS:
         if not os.path.isfile(name_or_path):
-            raise ValueError(f"No such data file: {name_or_path!r} (a {extension} name is read as a local file).")
+            raise DataError(f"No such data file: {name_or_path!r} (a {extension} name is read as a local file).")
         if os.path.getsize(name_or_path) == 0:
-            raise ValueError(f"The data file {name_or_path!r} is empty (0 bytes): the dataset has no rows.")
+            raise DataError(f"The data file {name_or_path!r} is empty (0 bytes): the dataset has no rows.")
         try:
             dataset = load_dataset(DATA_BUILDERS[extension], data_files={split: name_or_path}, split=split)
         except Exception as error:  # noqa: BLE001 - datasets wraps every reader failure in DatasetGenerationError
@@ -57,14 +58,14 @@ def load_data(name_or_path: str | None, config: str | None = None, split: str = 
                 _read_json(name_or_path)
             cause = error.__cause__ or error
             if "corresponds to no data" in str(cause):  # blank lines only, `[]`, a CSV header alone
-                raise ValueError(f"The data file {name_or_path!r} (split {split!r}) has no rows.") from None
-            raise ValueError(
+                raise DataError(f"The data file {name_or_path!r} (split {split!r}) has no rows.") from None
+            raise DataError(
                 f"Could not read the data file {name_or_path!r}: {type(cause).__name__}: {cause}"
             ) from error
     else:
         dataset = load_dataset(name_or_path, name=config, split=split)
     if isinstance(dataset, Dataset) and len(dataset) == 0:
-        raise ValueError(f"The dataset {name_or_path!r} (split {split!r}) has no rows.")
+        raise DataError(f"The dataset {name_or_path!r} (split {split!r}) has no rows.")
     return dataset
 
 
@@ -80,7 +81,7 @@ def read_jsonl(path: str) -> list[dict]:
             try:
                 line = raw.decode("utf-8")
             except UnicodeDecodeError as error:
-                raise ValueError(
+                raise DataError(
                     f"{path}, line {number}: not UTF-8 text ({error.reason} at byte {error.start}); save the file as "
                     "UTF-8 (UTF-16 files, as some Windows editors write them, are not read)."
                 ) from None
@@ -90,11 +91,11 @@ def read_jsonl(path: str) -> list[dict]:
             try:
                 row = json.loads(line)
             except json.JSONDecodeError as error:
-                raise ValueError(
+                raise DataError(
                     f"{path}, line {number}: not valid JSON ({error.msg}, column {error.colno}): {_excerpt(line)}"
                 ) from None
             if not isinstance(row, dict):
-                raise ValueError(
+                raise DataError(
                     f"{path}, line {number}: expected one JSON object per line, got a {type(row).__name__}: "
                     f"{_excerpt(line)}"
                 )
@@ -107,10 +108,10 @@ def _read_json(path: str):
         with open(path, encoding="utf-8-sig") as f:
             return json.load(f)
     except UnicodeDecodeError as error:
-        raise ValueError(f"{path}: not UTF-8 text ({error.reason} at byte {error.start}); save it as UTF-8.") from None
+        raise DataError(f"{path}: not UTF-8 text ({error.reason} at byte {error.start}); save it as UTF-8.") from None
     except json.JSONDecodeError as error:
         line = error.doc.splitlines()[error.lineno - 1] if error.doc.splitlines() else ""
-        raise ValueError(
+        raise DataError(
             f"{path}, line {error.lineno}: not valid JSON ({error.msg}, column {error.colno}): {_excerpt(line)}"
         ) from None
 
@@ -205,11 +206,11 @@ def normalize_dataset(
     """
     empty = len(dataset) == 0 if isinstance(dataset, Dataset) else next(iter(dataset), None) is None
     if empty:
-        raise ValueError(f"The {name} dataset has no rows.")
+        raise DataError(f"The {name} dataset has no rows.")
     columns = get_dataset_column_names(dataset)
     if "input_ids" in columns:
         if "teacher_prompt_ids" not in columns:
-            raise ValueError(
+            raise DataError(
                 f"The {name} dataset is already tokenised (found columns {columns}) but has no 'teacher_prompt_ids'; "
                 f"RAFT needs the teacher's prompt. Pass the untokenised data instead: {_EXPECTED}."
             )
@@ -226,13 +227,13 @@ def normalize_dataset(
     if "messages" in columns and not {"prompt", "completion"} <= set(columns):
         dataset = dataset.map(split_messages, remove_columns=["messages"])
     elif not {"prompt", "completion"} <= set(columns):
-        raise ValueError(f"The {name} dataset has columns {columns}; RAFTTrainer expects {_EXPECTED}.")
+        raise DataError(f"The {name} dataset has columns {columns}; RAFTTrainer expects {_EXPECTED}.")
     dataset = dataset.map(_add_reference)
     if isinstance(dataset, Dataset):
         bad = [(i, p) for i, p in enumerate(map(_problems, dataset)) if p is not None]
         if bad:
             shown = "; ".join(f"row {i}: {p}" for i, p in bad[:5])
-            raise ValueError(
+            raise DataError(
                 f"{len(bad)} of {len(dataset)} rows of the {name} dataset cannot be trained on ({shown}"
                 f"{'; ...' if len(bad) > 5 else ''}). Fix or drop them; nothing was changed."
             )
@@ -243,7 +244,7 @@ def check_chat_template(tokenizer, dataset: Dataset | IterableDataset) -> None:
     """Raise a clear error when conversational data meets a tokenizer without a chat template."""
     first = next(iter(dataset))
     if is_chat_messages(first.get("prompt")) and not getattr(tokenizer, "chat_template", None):
-        raise ValueError(
+        raise DataError(
             "The dataset is conversational (lists of messages) but the tokenizer has no chat template. Set "
             "`chat_template_path` in RAFTConfig, give the tokenizer a `chat_template`, or use plain-text "
             "'prompt'/'completion' columns."

@@ -11,6 +11,7 @@ from typing import Any
 
 from .backends import is_chat
 from .data import from_sharegpt, qa_prompt, split_messages
+from .errors import DataError
 from .options import option
 from .templates import DEFAULT_PLAIN_PROMPT
 
@@ -39,9 +40,9 @@ class QADataArguments:
 
     def __post_init__(self):
         if self.output_format not in {"auto", "conversational", "plain"}:
-            raise ValueError(f"output_format must be 'auto', 'conversational' or 'plain', got {self.output_format!r}.")
+            raise DataError(f"output_format must be 'auto', 'conversational' or 'plain', got {self.output_format!r}.")
         if "{question}" not in self.plain_prompt_template:
-            raise ValueError("plain_prompt_template must contain '{question}'.")
+            raise DataError("plain_prompt_template must contain '{question}'.")
 
 
 def resolve_output_format(output_format: str, model_spec: str, api: str = "chat", backend=None) -> str:
@@ -96,7 +97,7 @@ def resolve_columns(columns: list[str], config: QADataArguments) -> tuple[str, s
         answer = None
     missing = [c for c in (question, answer) if c is not None and c not in columns]
     if question is None or (answer is None and question != "messages") or missing:
-        raise ValueError(
+        raise DataError(
             f"Cannot find the question and answer columns in {columns}: expected question/answer, prompt/completion "
             f"or messages, or name them with --question_column and --answer_column."
         )
@@ -186,7 +187,7 @@ def read_rows(dataset, config: QADataArguments, max_rows: int | None = None) -> 
             if skipped
             else "the dataset has no rows"
         )
-        raise ValueError(f"No usable question/answer rows ({question_column!r}/{answer_column!r}): {detail}.")
+        raise DataError(f"No usable question/answer rows ({question_column!r}/{answer_column!r}): {detail}.")
     return rows, skipped
 
 

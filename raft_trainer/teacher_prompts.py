@@ -23,6 +23,7 @@ import re
 from dataclasses import dataclass
 from typing import Any
 
+from .errors import ConfigError
 from .templates import fill_template
 
 REFERENCE_PLACEHOLDER = "{reference}"
@@ -42,7 +43,7 @@ def validate_teacher_template(template: str) -> None:
     unknown = set(fields) - {"reference", "prompt"}
     repeated = sorted({f for f in fields if fields.count(f) > 1} - unknown)
     if missing or unknown or repeated:
-        raise ValueError(
+        raise ConfigError(
             f"`teacher_template` must contain the placeholders {{reference}} and {{prompt}} once each and no others; "
             f"missing: {sorted(missing)}, unknown: {sorted(unknown)}, repeated: {repeated}. Got: {template!r}"
         )

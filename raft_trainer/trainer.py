@@ -29,6 +29,7 @@ from .balancing import RAFTLossBalancer
 from .collator import RAFTDataCollator
 from .config import RAFTConfig, as_raft_config
 from .data import check_chat_template, completion_text, normalize_dataset, qa_prompt_format
+from .errors import ConfigError, DataError
 from .heads import add_hidden_states_output, lm_head_of
 from .losses import (
     TeacherTopK,
@@ -195,7 +196,7 @@ class RAFTTrainer(SFTTrainer):
             teacher = reload_original(student, self.args.teacher_model_init_kwargs)
         vocab = (student.config.get_text_config().vocab_size, teacher.config.get_text_config().vocab_size)
         if vocab[0] != vocab[1]:
-            raise ValueError(
+            raise ConfigError(
                 f"The teacher's vocabulary ({vocab[1]} tokens) differs from the student's ({vocab[0]}): the teacher "
                 "scores the student's token ids and its top-K ids index the student's LM head, so both must share "
                 "the tokenizer."
@@ -252,7 +253,7 @@ class RAFTTrainer(SFTTrainer):
         dataset = super()._prepare_dataset(dataset, processing_class, args, packing, formatting_func, dataset_name)
         if rows_before is not None and (dropped := rows_before - len(dataset)):
             if dropped == rows_before:
-                raise ValueError(self._all_rows_dropped(raw, args, dataset_name))
+                raise DataError(self._all_rows_dropped(raw, args, dataset_name))
             logger.warning(
                 f"{dropped} of {rows_before} rows of the {dataset_name} dataset were dropped: their prompt alone fills "
                 f"`max_length` ({args.max_length}), leaving no answer token to train on. Raise `max_length` to keep them."
@@ -306,7 +307,7 @@ class RAFTTrainer(SFTTrainer):
                 f"them after: {problems[0]}. Put no text after {{prompt}} in `teacher_template` for plain-text data."
             )
         if is_map_style and len(dataset) and not any(dataset["reference_tokens"]):
-            raise ValueError(
+            raise DataError(
                 f"The teacher prompt budget of {budget} tokens (`max_teacher_prompt_length`, else `max_length`) left "
                 f"no token of any reference in the {dataset_name} dataset: the teacher would never see ŷ. Raise "
                 "`max_teacher_prompt_length` (the question and the template alone already take the budget)."

@@ -61,3 +61,20 @@ def test_every_numeric_field_refuses_non_finite_and_out_of_range_values(tmp_path
             RAFTConfig(output_dir=str(tmp_path), **{field: value})
     for value in good:
         assert getattr(RAFTConfig(output_dir=str(tmp_path), **{field: value}), field) == value
+
+
+def test_input_errors_are_typed_and_the_cli_prints_the_same_message(tmp_path, capsys):
+    """The API raises `DataError`/`ConfigError` (both `ValueError`s); `raft` prints the same message on one line."""
+    from raft_trainer import ConfigError, DataError
+    from raft_trainer.cli.main import main as raft
+    from raft_trainer.data import load_data
+
+    with pytest.raises(DataError) as data_error:
+        load_data(str(tmp_path / "missing.jsonl"))
+    with pytest.raises(ConfigError, match="fixed_lambda=nan"):
+        RAFTConfig(output_dir=str(tmp_path), fixed_lambda=float("nan"))
+    assert issubclass(DataError, ValueError) and issubclass(ConfigError, ValueError)
+    with pytest.raises(SystemExit) as exit_info:
+        raft(["refine", "--dataset_name", str(tmp_path / "missing.jsonl"), "--output_dir", str(tmp_path / "out")])
+    assert exit_info.value.code == 2
+    assert capsys.readouterr().err.splitlines()[0] == f"raft refine: error: {data_error.value}"

@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import os
 
+from raft_trainer.errors import ConfigError, DataError
+
 
 def main(script_args, training_args, model_args, dataset_args=None) -> None:
     from trl import get_peft_config, get_quantization_config
@@ -76,10 +78,10 @@ def load_train_and_eval_data(script_args, training_args, dataset_args=None):
         from trl import get_dataset
 
         if script_args.dataset_name:
-            raise ValueError("both --dataset_name and a `datasets:` mixture are given: keep one.")
+            raise ConfigError("both --dataset_name and a `datasets:` mixture are given: keep one.")
         mixture = get_dataset(dataset_args)
         if evaluating and "test" not in mixture:
-            raise ValueError("--eval_strategy needs held-out rows: set `test_split_size` in the mixture.")
+            raise ConfigError("--eval_strategy needs held-out rows: set `test_split_size` in the mixture.")
         train, held_out = mixture["train"], mixture["test"] if evaluating else None
     else:
         train = load_data(script_args.dataset_name, script_args.dataset_config, script_args.dataset_train_split)
@@ -96,7 +98,7 @@ def rename_qa_columns(dataset, script_args):
         if getattr(script_args, f"{role}_column", None) not in (None, role)
     }
     if missing := sorted(set(renames) - set(dataset.column_names)):
-        raise ValueError(f"no column {missing} in the data; its columns are {dataset.column_names}.")
+        raise DataError(f"no column {missing} in the data; its columns are {dataset.column_names}.")
     return dataset.rename_columns(renames) if renames else dataset
 
 
@@ -109,7 +111,7 @@ def load_eval_data(script_args):
     if os.path.splitext(split)[1].lower() in DATA_BUILDERS:
         return load_data(split)
     if os.path.isfile(script_args.dataset_name or ""):
-        raise ValueError(
+        raise ConfigError(
             f"--eval_strategy needs held-out rows, and the local file {script_args.dataset_name!r} has a single split: "
             "pass the held-out file as --dataset_test_split my_test.jsonl (or --eval_strategy no)."
         )

@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from ..backends import BackendArguments, decode_escapes
+from ..errors import ConfigError
 from ..options import option
 from ..qa_rows import QADataArguments
 from . import metrics as registry
@@ -101,7 +102,7 @@ class EvalConfig(BackendArguments, QADataArguments):
             self.metrics = [*self.metrics, "lm_eval"]  # asking for tasks is asking for the metric
         unknown = sorted(set(self.metrics) - set(registry.METRICS))
         if unknown:
-            raise ValueError(f"Unknown metrics {unknown}; choose among {list(registry.METRICS)}.")
+            raise ConfigError(f"Unknown metrics {unknown}; choose among {list(registry.METRICS)}.")
         if isinstance(self.judge_models, str):
             self.judge_models = [self.judge_models]
         self.stop_sequences = decode_escapes(self.stop_sequences)

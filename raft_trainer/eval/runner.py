@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 
 from ..backends import BackendPool
 from ..data import read_jsonl
+from ..errors import DataError
 from ..qa_rows import QARow, resolve_output_format
 from .config import EvalConfig
 from .metrics import score_model
@@ -70,13 +71,13 @@ def general_sets(config: EvalConfig) -> dict[str, list]:
         sets["probes"] = read_probes(config.probes_file or bundled("general_probes.jsonl"))
     if "general_judged" in config.metrics:
         if not config.judge_models:
-            raise ValueError("--metrics general_judged needs judges: pass --judge_models (any backend spec).")
+            raise DataError("--metrics general_judged needs judges: pass --judge_models (any backend spec).")
         sets["general_qa"] = read_probes(config.general_qa_file or bundled("general_probes.jsonl"))
     if {"perplexity", "drift"} & set(config.metrics):
         text_file = config.general_text_file or bundled("general_text.txt")
         sets["general_text"] = read_paragraphs(text_file)
         if not sets["general_text"]:
-            raise ValueError(
+            raise DataError(
                 f"The general text file {text_file!r} has no paragraphs: perplexity and drift need "
                 "text (blank-line-separated paragraphs), or leave them out of --metrics."
             )
@@ -103,9 +104,9 @@ def check_ifeval_rows(rows: list[dict], source: str) -> None:
             else None
         )
         if problem:
-            raise ValueError(f"{source}, row {number}: {problem} (IFEval format); got keys {sorted(row)}.")
+            raise DataError(f"{source}, row {number}: {problem} (IFEval format); got keys {sorted(row)}.")
     if not rows:
-        raise ValueError(f"The IFEval source {source!r} has no rows.")
+        raise DataError(f"The IFEval source {source!r} has no rows.")
 
 
 def read_probes(path: str) -> list[dict]:
@@ -115,14 +116,14 @@ def read_probes(path: str) -> list[dict]:
     for number, probe in enumerate(probes, start=1):
         aliases = probe.get("aliases", [])
         if not all(isinstance(probe.get(k), str) and probe[k].strip() for k in ("question", "answer")):
-            raise ValueError(
+            raise DataError(
                 f"{path}, row {number}: a probe needs non-empty 'question' and 'answer' strings; "
                 f"got keys {sorted(probe)}."
             )
         if not (isinstance(aliases, list) and all(isinstance(a, str) for a in aliases)):
-            raise ValueError(f"{path}, row {number}: 'aliases' must be a list of strings, got {aliases!r}.")
+            raise DataError(f"{path}, row {number}: 'aliases' must be a list of strings, got {aliases!r}.")
     if not probes:
-        raise ValueError(f"The probes file {path!r} has no rows.")
+        raise DataError(f"The probes file {path!r} has no rows.")
     return probes
 
 
@@ -133,7 +134,7 @@ def parse_model_list(models: list[str]) -> dict[str, str]:
         name, sep, path = item.partition("=")
         name, path = (name, path) if sep else (os.path.basename(os.path.normpath(item)), item)
         if name in named or name == "base":
-            raise ValueError(f"Model name {name!r} is used twice (or is 'base'); name them as name=path.")
+            raise DataError(f"Model name {name!r} is used twice (or is 'base'); name them as name=path.")
         named[name] = path
     return named
 
@@ -148,7 +149,7 @@ def evaluate(config: EvalConfig, *, backends: BackendPool | None = None) -> dict
     named = parse_model_list(config.models)  # names and inputs are checked before any model loads
     baseline = config.baseline or "base"
     if baseline != "base" and baseline not in named:
-        raise ValueError(f"--baseline {baseline!r} is not among the models {['base', *named]}.")
+        raise DataError(f"--baseline {baseline!r} is not among the models {['base', *named]}.")
     backends = backends or BackendPool(config.backend_options())
 
     def base_prompt_format() -> str:  # `output_format="auto"`: the base model's tokenizer decides

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, fields
 
+from ..errors import ConfigError
 from ..options import option
 
 METHOD_ORDER = ("base", "sft", "sft_refined", "on_policy", "raft_fixed_0.1", "raft_fixed_1.0", "raft", "sdft_trl")
@@ -112,7 +113,7 @@ class LabConfig:
 
     def __post_init__(self):
         if self.preset not in PRESETS:
-            raise ValueError(f"Unknown preset {self.preset!r}; choose among {sorted(PRESETS)}.")
+            raise ConfigError(f"Unknown preset {self.preset!r}; choose among {sorted(PRESETS)}.")
         for name, value in {**BUDGET_DEFAULTS, **PRESETS[self.preset]}.items():
             if name in PRESETS[self.preset] and getattr(self, name) is None:
                 setattr(self, name, value)
@@ -123,12 +124,12 @@ class LabConfig:
             self.methods = [m for m in self.methods.replace(",", " ").split() if m]
         unknown = [m for m in self.methods if m not in METHOD_ORDER]
         if unknown or not self.methods:
-            raise ValueError(f"Unknown or no methods {unknown}; choose among {list(METHOD_ORDER)}.")
+            raise ConfigError(f"Unknown or no methods {unknown}; choose among {list(METHOD_ORDER)}.")
         self.methods = [m for m in METHOD_ORDER if m in self.methods]  # one order everywhere
         if self.seeds < 1:
-            raise ValueError(f"seeds must be at least 1, got {self.seeds}.")
+            raise ConfigError(f"seeds must be at least 1, got {self.seeds}.")
         if (self.domain_dataset is None) != (self.domain_test_dataset is None):
-            raise ValueError("Give both --domain_dataset (training rows) and --domain_test_dataset (held-out rows).")
+            raise ConfigError("Give both --domain_dataset (training rows) and --domain_test_dataset (held-out rows).")
 
     def to_dict(self) -> dict:
         return {f.name: getattr(self, f.name) for f in fields(self)}

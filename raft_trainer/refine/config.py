@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, fields
 
 from ..backends import BackendArguments, decode_escapes
+from ..errors import ConfigError
 from ..options import option
 from ..qa_rows import QADataArguments
 
@@ -78,11 +79,11 @@ class RefineConfig(BackendArguments, QADataArguments):
     def __post_init__(self):
         super().__post_init__()
         if not 0.0 <= self.similarity_threshold <= 1.0:
-            raise ValueError(f"similarity_threshold (τ) must be in [0, 1], got {self.similarity_threshold}.")
+            raise ConfigError(f"similarity_threshold (τ) must be in [0, 1], got {self.similarity_threshold}.")
         if self.fusion_rounds < 1 or self.batch_size < 1:
-            raise ValueError("fusion_rounds and batch_size must be at least 1.")
+            raise ConfigError("fusion_rounds and batch_size must be at least 1.")
         if self.judge_retries < 0:
-            raise ValueError(f"judge_retries must be 0 or more, got {self.judge_retries}.")
+            raise ConfigError(f"judge_retries must be 0 or more, got {self.judge_retries}.")
         if isinstance(self.judge_models, str):
             self.judge_models = [self.judge_models]
         self.stop_sequences = decode_escapes(self.stop_sequences)
