@@ -37,6 +37,20 @@ def data_dir(tmp_path, plain_dataset):
     return path
 
 
+def raft_train(model_dir, data) -> list[str]:
+    """The start of a `raft train` command line on `model_dir` and `data`, run as a subprocess."""
+    return [
+        sys.executable,
+        "-m",
+        "raft_trainer.cli.main",
+        "train",
+        "--model_name_or_path",
+        model_dir,
+        "--dataset_name",
+        data,
+    ]
+
+
 def run(args, cwd):
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1", "PYTHONUNBUFFERED": "1"}
     out = subprocess.run(args, cwd=cwd, env=env, capture_output=True, text=True, timeout=600)
@@ -158,14 +172,7 @@ def test_raft_train_accepts_question_answer_and_sharegpt_data(tmp_path, tiny_mod
     data.write_text("".join(json.dumps(line) + "\n" for line in lines))
     output = run(
         [
-            sys.executable,
-            "-m",
-            "raft_trainer.cli.main",
-            "train",
-            "--model_name_or_path",
-            tiny_model_dir,
-            "--dataset_name",
-            str(data),
+            *raft_train(tiny_model_dir, str(data)),
             "--output_dir",
             str(tmp_path / "out"),
             "--use_cpu",
@@ -249,14 +256,7 @@ def test_raft_train_evaluates_on_a_held_out_file(tmp_path, tiny_model_dir, plain
     plain_dataset.to_json(train)
     plain_dataset.select(range(4)).to_json(test)
     common = [
-        sys.executable,
-        "-m",
-        "raft_trainer.cli.main",
-        "train",
-        "--model_name_or_path",
-        tiny_model_dir,
-        "--dataset_name",
-        str(train),
+        *raft_train(tiny_model_dir, str(train)),
         "--use_cpu",
         "true",
         "--eval_strategy",
@@ -280,14 +280,7 @@ def test_raft_train_turns_on_the_forgetting_monitor(tmp_path, tiny_model_dir, pl
     plain_dataset.to_json(tmp_path / "train.jsonl")
     run(
         [
-            sys.executable,
-            "-m",
-            "raft_trainer.cli.main",
-            "train",
-            "--model_name_or_path",
-            tiny_model_dir,
-            "--dataset_name",
-            str(tmp_path / "train.jsonl"),
+            *raft_train(tiny_model_dir, str(tmp_path / "train.jsonl")),
             "--use_cpu",
             "true",
             "--forgetting_monitor_steps",
@@ -307,14 +300,7 @@ def test_cli_names_wrong_columns_with_the_columns_found(tmp_path, tiny_model_dir
     data = tmp_path / "wrong.jsonl"
     data.write_text(json.dumps({"query": "Q?", "response": "A."}) + "\n")
     command = [
-        sys.executable,
-        "-m",
-        "raft_trainer.cli.main",
-        "train",
-        "--model_name_or_path",
-        tiny_model_dir,
-        "--dataset_name",
-        str(data),
+        *raft_train(tiny_model_dir, str(data)),
         "--output_dir",
         str(tmp_path / "out"),
     ]
