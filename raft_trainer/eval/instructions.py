@@ -1,114 +1,122 @@
-"""IFEval-style verifiable instruction following, offline: a subset of IFEval's checks (same instruction ids and
-keyword arguments as `google/IFEval`), written here because lm-eval's implementation downloads NLTK data at run time.
-Words are counted with a regex, sentences are not used; ids outside the subset are reported as unsupported."""
+"""IFEval's verifiable instructions (Zhou et al. 2023, arXiv:2311.07911), checked by the upstream checkers.
+
+The checks are Google's `instruction_following_eval` code as packaged by `if-verifiable` (Apache-2.0): its registry
+`INSTRUCTION_DICT` (the 25 instruction types of `google/IFEval`), its checker classes, and its strict/loose
+evaluation (`if_verifiable.common.evaluate_instructions`: strict checks the response as written; loose also accepts
+the response without its first line, its last line, both, or its markdown asterisks). Nothing is re-implemented here;
+this module only aggregates the four numbers IFEval reports and says which instructions it could not check:
+
+* an id outside the registry (a typo, an IFBench id) is counted in `instructions_unsupported`;
+* `length_constraints:number_sentences` and `change_case:capital_word_frequency` split sentences with NLTK's Punkt
+  model, which NLTK downloads separately (`python -m nltk.downloader punkt punkt_tab`); without it they are counted
+  in `instructions_unsupported` too, with one warning, instead of failing the whole evaluation.
+
+Language detection (`language:response_language`, `change_case:english_*`) is seeded (`DetectorFactory.seed = 0`)
+as upstream does, so scores repeat exactly.
+"""
 
 from __future__ import annotations
 
-import json
-import re
-from collections.abc import Callable
+import functools
+import logging
+from collections import Counter
 
-_WORD = re.compile(r"\b\w+\b")
+import langdetect
+from if_verifiable.common import evaluate_instructions
+from if_verifiable.ifeval.instructions_registry import INSTRUCTION_DICT
 
+logger = logging.getLogger(__name__)
+langdetect.DetectorFactory.seed = 0
 
-def _compare(count: int, relation: str, target: int) -> bool:
-    return count < target if relation == "less than" else count >= target
-
-
-def _number_words(text, relation="at least", num_words=0, **_):
-    return _compare(len(_WORD.findall(text)), relation, num_words)
-
-
-def _number_paragraphs(text, num_paragraphs=1, **_):
-    paragraphs = [p for p in re.split(r"\s*\*\*\*\s*", text.strip()) if p.strip()]
-    return len(paragraphs) == num_paragraphs
-
-
-def _bullets(text, num_bullets=1, **_):
-    return len(re.findall(r"^\s*[\*\-]\s", text, flags=re.M)) == num_bullets
-
-
-def _json_format(text, **_):
-    body = text.strip().removeprefix("```json").removeprefix("```").removesuffix("```").strip()
-    try:
-        json.loads(body)
-    except ValueError:
-        return False
-    return True
-
-
-def _keywords(text, keywords=(), **_):
-    return all(re.search(re.escape(k), text, flags=re.I) for k in keywords)
-
-
-def _forbidden(text, forbidden_words=(), **_):
-    return not any(re.search(r"\b" + re.escape(w) + r"\b", text, flags=re.I) for w in forbidden_words)
-
-
-def _end_checker(text, end_phrase="", **_):
-    return text.strip().lower().endswith(end_phrase.strip().lower())
-
-
-def _postscript(text, postscript_marker="P.S.", **_):
-    return re.search(r"\s*" + re.escape(postscript_marker.lower()) + r".*$", text.lower(), flags=re.M) is not None
-
-
-def _keyword_frequency(text, keyword="", frequency=1, relation="at least", **_):
-    count = len(re.findall(r"\b" + re.escape(keyword) + r"\b", text, flags=re.I))
-    return _compare(count, relation, frequency)
-
-
-CHECKS: dict[str, Callable[..., bool]] = {
-    "punctuation:no_comma": lambda text, **_: "," not in text,
-    "change_case:english_lowercase": lambda text, **_: text == text.lower() and any(c.isalpha() for c in text),
-    "change_case:english_capital": lambda text, **_: text == text.upper() and any(c.isalpha() for c in text),
-    "length_constraints:number_words": _number_words,
-    "length_constraints:number_paragraphs": _number_paragraphs,
-    "detectable_format:number_bullet_lists": _bullets,
-    "detectable_format:title": lambda text, **_: re.search(r"<<[^\n]+>>", text) is not None,
-    "detectable_format:json_format": _json_format,
-    "keywords:existence": _keywords,
-    "keywords:forbidden_words": _forbidden,
-    "keywords:frequency": _keyword_frequency,
-    "startend:end_checker": _end_checker,
-    "startend:quotation": lambda text, **_: (
-        len(text.strip()) > 1 and text.strip()[0] == '"' and text.strip()[-1] == '"'
-    ),
-    "detectable_content:postscript": _postscript,
+# instruction id -> kwargs that make the checker run NLTK's sentence tokenizer once (the availability probe)
+NEEDS_NLTK_DATA = {
+    "length_constraints:number_sentences": {"num_sentences": 1, "relation": "at least"},
+    "change_case:capital_word_frequency": {"capital_frequency": 1, "capital_relation": "at least"},
 }
 
 
-def follows(response: str, instruction_id: str, kwargs: dict | None) -> bool | None:
-    """Whether `response` satisfies one instruction; `None` for an instruction id outside the supported subset.
+@functools.cache
+def unsupported_reason(instruction_id: str) -> str | None:
+    """Why `instruction_id` cannot be checked here, or `None` when it can."""
+    if instruction_id not in INSTRUCTION_DICT:
+        return "not an IFEval instruction id"
+    if instruction_id in NEEDS_NLTK_DATA:
+        checker = INSTRUCTION_DICT[instruction_id](instruction_id)
+        checker.build_description(**NEEDS_NLTK_DATA[instruction_id])
+        try:
+            checker.check_following("One sentence. Two sentences.")
+        except LookupError:
+            return "needs NLTK's Punkt data (python -m nltk.downloader punkt punkt_tab)"
+    return None
+
+
+def check_instructions(
+    response: str, instruction_ids: list[str], kwargs: list[dict | None], prompt: str = ""
+) -> list[tuple[bool, bool] | None]:
+    """`(strict, loose)` for each instruction of one IFEval prompt, `None` for one that cannot be checked here.
+
+    Args:
+        response (`str`): the model's response.
+        instruction_ids (`list[str]`): IFEval instruction ids, e.g. `"punctuation:no_comma"`.
+        kwargs (`list[dict | None]`): one dict of checker arguments per instruction (IFEval's `kwargs`; `None`
+            values are dropped, as in the `google/IFEval` rows).
+        prompt (`str`): the prompt, for checkers that read it.
+
+    An empty response follows no instruction (as upstream's evaluation scores it).
 
     ```python
-    >>> follows("hello there, friend", "punctuation:no_comma", {}), follows("hi", "change_case:english_lowercase", {})
-    (False, True)
+    >>> check_instructions("no commas here", ["punctuation:no_comma", "keywords:key_sentences"], [{}, {}])
+    [(True, True), None]
 
     ```
     """
-    check = CHECKS.get(instruction_id)
-    if check is None:
-        return None
-    return bool(check(response, **{k: v for k, v in (kwargs or {}).items() if v is not None}))
+    checkable = [i for i, name in enumerate(instruction_ids) if unsupported_reason(name) is None]
+    results, _ = evaluate_instructions(
+        response,
+        [instruction_ids[i] for i in checkable],
+        [kwargs[i] or {} for i in checkable],
+        prompt,
+        INSTRUCTION_DICT,
+    )
+    passed = [(r.strict_pass, r.loose_pass) for r in results] or [(False, False)] * len(checkable)
+    verdicts: list[tuple[bool, bool] | None] = [None] * len(instruction_ids)
+    for i, verdict in zip(checkable, passed):
+        verdicts[i] = verdict
+    return verdicts
 
 
 def score_instructions(responses: list[str], examples: list[dict]) -> dict:
-    """IFEval's strict prompt-level accuracy (every instruction of a prompt followed) and instruction-level accuracy,
-    over the supported instructions; prompts with none supported are counted and left out."""
-    prompt_hits, instruction_hits, unsupported, scored_prompts = [], [], 0, 0
+    """IFEval's four accuracies over `responses` to `examples` (rows with `prompt`, `instruction_id_list`, `kwargs`).
+
+    Returns `{"prompt_level_strict_acc", "inst_level_strict_acc", "prompt_level_loose_acc", "inst_level_loose_acc"`
+    (fractions in [0, 1], `None` when nothing could be checked; lm-eval's names), `"prompts_scored"`,
+    `"instructions_unsupported"}`. Prompt level: every checkable instruction of a prompt followed; instruction level:
+    each checkable instruction. A prompt with no checkable instruction is left out of both.
+    """
+    prompts: dict[str, list[bool]] = {"strict": [], "loose": []}
+    instructions: dict[str, list[bool]] = {"strict": [], "loose": []}
+    unsupported: Counter[str] = Counter()
     for response, example in zip(responses, examples):
-        kwargs_list = example.get("kwargs") or [{}] * len(example["instruction_id_list"])
-        results = [follows(response, i, k or {}) for i, k in zip(example["instruction_id_list"], kwargs_list)]
-        unsupported += sum(r is None for r in results)
-        results = [r for r in results if r is not None]
-        if results:
-            scored_prompts += 1
-            prompt_hits.append(all(results))
-            instruction_hits.extend(results)
+        ids = example["instruction_id_list"]
+        verdicts = check_instructions(response, ids, example.get("kwargs") or [{}] * len(ids), example["prompt"])
+        unsupported.update(name for name, verdict in zip(ids, verdicts) if verdict is None)
+        checked = [verdict for verdict in verdicts if verdict is not None]
+        for mode, column in (("strict", 0), ("loose", 1)):
+            if checked:
+                prompts[mode].append(all(v[column] for v in checked))
+                instructions[mode].extend(v[column] for v in checked)
+    if unsupported:
+        reasons = "; ".join(f"{n} × {name} ({unsupported_reason(name)})" for name, n in sorted(unsupported.items()))
+        logger.warning("IFEval: left out instructions that cannot be checked here: %s", reasons)
+
+    def accuracy(hits: list[bool]) -> float | None:
+        return sum(hits) / len(hits) if hits else None
+
     return {
-        "prompt_accuracy": sum(prompt_hits) / len(prompt_hits) if prompt_hits else None,
-        "instruction_accuracy": sum(instruction_hits) / len(instruction_hits) if instruction_hits else None,
-        "prompts_scored": scored_prompts,
-        "instructions_unsupported": unsupported,
+        "prompt_level_strict_acc": accuracy(prompts["strict"]),
+        "inst_level_strict_acc": accuracy(instructions["strict"]),
+        "prompt_level_loose_acc": accuracy(prompts["loose"]),
+        "inst_level_loose_acc": accuracy(instructions["loose"]),
+        "prompts_scored": len(prompts["strict"]),
+        "instructions_unsupported": sum(unsupported.values()),
     }

@@ -183,7 +183,7 @@ def probe_scores(context: ScoringContext) -> dict:
 
 
 def ifeval_scores(context: ScoringContext) -> dict:
-    """IFEval-style prompt- and instruction-level accuracy."""
+    """IFEval's prompt- and instruction-level accuracy, strict and loose (the upstream checkers, `instructions.py`)."""
     rows = context.data.ifeval
     if not rows:
         return {}
@@ -240,8 +240,8 @@ register(
     Metric(
         "ifeval",
         ifeval_scores,
-        retained={"ifeval_prompt_accuracy": True, "ifeval_instruction_accuracy": True},
-        description="IFEval-style verifiable instructions, prompt- and instruction-level",
+        retained={"ifeval_prompt_level_strict_acc": True, "ifeval_inst_level_strict_acc": True},
+        description="IFEval's verifiable instructions (upstream checkers), prompt- and instruction-level, strict and loose",
     )
 )
 register(

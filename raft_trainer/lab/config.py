@@ -27,7 +27,8 @@ PRESETS: dict[str, dict] = {
         "train_limit": 16,
     },
 }
-# The training budget every method gets unless a preset or an option says otherwise (measured: docs/results.md).
+# The training and evaluation budget every method gets unless a preset or an option says otherwise (measured:
+# docs/results.md). IFEval: the first 25 bundled prompts, one per instruction type.
 BUDGET_DEFAULTS = {
     "max_steps": 16,
     "per_device_train_batch_size": 8,
@@ -35,6 +36,7 @@ BUDGET_DEFAULTS = {
     "learning_rate": 3e-5,
     "max_completion_length": 32,
     "max_length": 128,
+    "ifeval_limit": 25,
     "ifeval_max_new_tokens": 128,
 }
 
@@ -104,8 +106,11 @@ class LabConfig:
         default=None,
     )
     probe_limit: int | None = option("Use only the first N probes.", default=None)
-    ifeval_limit: int | None = option("Use only the first N IFEval-style prompts (default: all 20).", default=None)
-    ifeval_max_new_tokens: int | None = option("Token cap of an IFEval-style response (default 128).", default=None)
+    ifeval_limit: int | None = option(
+        "Use only the first N bundled IFEval prompts (default 25: one per instruction type; the set has 50).",
+        default=None,
+    )
+    ifeval_max_new_tokens: int | None = option("Token cap of an IFEval response (default 128).", default=None)
     plot: bool = option("Write lab_tradeoff.png and lab_curves.png (needs matplotlib).", default=True)
     save_models: bool = option(
         "Keep every trained model in output_dir/models (about 1 GB each for Gemma).", default=False

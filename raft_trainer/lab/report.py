@@ -17,8 +17,10 @@ SUMMARISED = (
     "perplexity_retention",
     "perplexity",
     "probe_accuracy",
-    "ifeval_prompt_accuracy",
-    "ifeval_instruction_accuracy",
+    "ifeval_prompt_level_strict_acc",
+    "ifeval_inst_level_strict_acc",
+    "ifeval_prompt_level_loose_acc",
+    "ifeval_inst_level_loose_acc",
     "drift_kl",
     "train_seconds",
 )
@@ -29,10 +31,10 @@ def run_metrics(scores: dict, base_scores: dict, train_seconds: float) -> dict:
     """One trained model's lab metrics: domain accuracy, retention per general metric and their mean, and raw scores.
 
     `general_retention` is `raft eval`'s `retention.mean`: the mean of checkpoint ÷ base over probe accuracy, IFEval
-    prompt- and instruction-level accuracy, and base ÷ checkpoint perplexity (1.0 = nothing lost).
+    strict prompt- and instruction-level accuracy, and base ÷ checkpoint perplexity (1.0 = nothing lost).
     """
     kept = retention_scores(scores, base_scores)
-    ifeval = [kept.get(m) for m in ("ifeval_prompt_accuracy", "ifeval_instruction_accuracy")]
+    ifeval = [kept.get(m) for m in ("ifeval_prompt_level_strict_acc", "ifeval_inst_level_strict_acc")]
     ifeval = [v for v in ifeval if v is not None]
     return {
         "domain_accuracy": scores.get("domain_accuracy"),
@@ -42,8 +44,7 @@ def run_metrics(scores: dict, base_scores: dict, train_seconds: float) -> dict:
         "perplexity_retention": kept.get("perplexity"),
         "perplexity": scores.get("perplexity"),
         "probe_accuracy": scores.get("probe_accuracy"),
-        "ifeval_prompt_accuracy": scores.get("ifeval_prompt_accuracy"),
-        "ifeval_instruction_accuracy": scores.get("ifeval_instruction_accuracy"),
+        **{key: scores.get(key) for key in SUMMARISED if key.startswith("ifeval_") and key != "ifeval_retention"},
         "drift_kl": scores.get("drift_kl"),
         "train_seconds": train_seconds,
     }
@@ -112,7 +113,7 @@ def markdown(report: dict) -> str:
         f"optimizer steps of {config['per_device_train_batch_size'] * config['gradient_accumulation_steps']} rows at "
         f"lr {config['learning_rate']} for every trained method; {report['sizes']['train']} training and "
         f"{report['sizes']['test']} held-out rows (split by entity); {report['sizes']['probes']} general probes the "
-        f"original model answers, {report['sizes']['ifeval']} IFEval-style prompts. Stage 1: "
+        f"original model answers, {report['sizes']['ifeval']} IFEval prompts (upstream checkers). Stage 1: "
         f"{report['stage1']['description']}. Teacher's reference-use accuracy (original model shown the gold answer): "
         f"{report['teacher_reference_accuracy']:.3f}.",
         "",
