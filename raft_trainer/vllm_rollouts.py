@@ -9,6 +9,7 @@ from __future__ import annotations
 import torch
 from trl.import_utils import is_vllm_available
 
+from .errors import MissingPackageError
 from .rollouts import Rollouts, end_at_stop_strings, rollouts_from_token_lists
 
 VLLM_RANGE = "vllm>=0.22.0,<=0.31.0"
@@ -27,7 +28,7 @@ class VLLMRollouts:
 
     def __init__(self, trainer):
         if not is_vllm_available():
-            raise ImportError(
+            raise MissingPackageError(
                 f"`use_vllm=True` needs vLLM ({VLLM_RANGE}, the range TRL supports) on a GPU machine: "
                 "pip install 'raft_trainer[vllm]'. Set `use_vllm=False` to sample with `model.generate`."
             )

@@ -7,6 +7,7 @@ the same message. The other cases of the issue are tested where their feature is
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import re
 import subprocess
@@ -234,6 +235,13 @@ def test_malformed_or_empty_eval_side_files_are_named_before_any_model_loads(tmp
     line = cli_error(capsys, ["eval", "--base_model", str(tmp_path / "no-such-model"), "--metrics", metric, flag,
                               str(path), "--output_dir", str(tmp_path / "out")])  # fmt: skip
     assert re.match("raft eval: error: " + message.replace("{path}", re.escape(str(path))), line, re.M), line
+
+
+@pytest.mark.skipif(importlib.util.find_spec("wandb") is not None, reason="wandb is installed here")
+def test_a_missing_optional_package_is_one_line_before_any_model_loads(tmp_path, capsys):
+    line = cli_error(capsys, ["eval", "--base_model", str(tmp_path / "no-such-model"), "--report_to", "wandb",
+                              "--output_dir", str(tmp_path / "out")], code=1)  # fmt: skip
+    assert line.startswith("raft eval: error: --report_to wandb needs `pip install wandb`\n")
 
 
 # ---- 8. Placeholders inside the data are never filled: fusion and judge prompts, the eval judge -----------------

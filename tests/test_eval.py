@@ -3,16 +3,17 @@ checkpoint, judges served by a real `transformers serve`, the forgetting monitor
 
 from __future__ import annotations
 
+import importlib.util
 import json
 
 import pytest
 import torch
 from refine_helpers import ScriptedBackend
 
+from raft_trainer import MissingPackageError
 from raft_trainer.backends import BackendPool
 from raft_trainer.eval import EvalConfig, ForgettingMonitorCallback, evaluate
 from raft_trainer.eval.domain import exact_match, majority_vote, parse_verdict, token_f1
-from raft_trainer.eval.instructions import follows, score_instructions
 from raft_trainer.eval.likelihood import masked_mean_kl
 from raft_trainer.eval.report import relative_gain, retention
 
@@ -27,56 +28,6 @@ def test_judge_verdicts_and_majority_vote():
     assert [parse_verdict(t) for t in ["yes", "No.", "It is incorrect", "unsure"]] == [True, False, False, None]
     assert majority_vote([True, True, False]) is True and majority_vote([True, False]) is False
     assert majority_vote([None, True]) is True and majority_vote([None, None]) is None
-
-
-@pytest.mark.parametrize(
-    ("instruction", "kwargs", "good", "bad"),
-    [
-        ("punctuation:no_comma", {}, "no commas here", "one, two"),
-        ("change_case:english_lowercase", {}, "all lower", "Not lower"),
-        ("change_case:english_capital", {}, "ALL CAPS!", "Mixed Case"),
-        (
-            "length_constraints:number_words",
-            {"relation": "less than", "num_words": 4},
-            "three short words",
-            "one two three four",
-        ),
-        ("length_constraints:number_words", {"relation": "at least", "num_words": 3}, "one two three", "one two"),
-        ("length_constraints:number_paragraphs", {"num_paragraphs": 2}, "first\n***\nsecond", "just one"),
-        ("detectable_format:number_bullet_lists", {"num_bullets": 2}, "* a\n* b", "* a\n* b\n* c"),
-        ("detectable_format:title", {}, "<<My Title>>\ntext", "My Title\ntext"),
-        ("detectable_format:json_format", {}, '```json\n{"a": 1}\n```', "{a: 1}"),
-        ("keywords:existence", {"keywords": ["station", "ticket"]}, "The Station sold a ticket.", "The station."),
-        ("keywords:forbidden_words", {"forbidden_words": ["tail"]}, "A dog with a long tale.", "A dog wags its tail."),
-        (
-            "keywords:frequency",
-            {"keyword": "light", "frequency": 2, "relation": "at least"},
-            "light and light",
-            "light",
-        ),
-        ("startend:end_checker", {"end_phrase": "Good luck!"}, "Prepare well. Good luck!", "Good luck! Prepare well."),
-        ("startend:quotation", {}, '"quoted"', 'not "quoted"'),
-        ("detectable_content:postscript", {"postscript_marker": "P.S."}, "Hi.\nP.S. bring cake", "Hi, bring cake"),
-    ],
-)
-def test_each_instruction_check_accepts_and_rejects(instruction, kwargs, good, bad):
-    assert follows(good, instruction, kwargs) is True
-    assert follows(bad, instruction, kwargs) is False
-
-
-def test_instruction_scores_are_prompt_and_instruction_level():
-    examples = [
-        {"instruction_id_list": ["punctuation:no_comma", "change_case:english_lowercase"], "kwargs": [{}, {}]},
-        {"instruction_id_list": ["punctuation:no_comma"], "kwargs": [{}]},
-        {"instruction_id_list": ["language:response_language"], "kwargs": [{"language": "fr"}]},
-    ]
-    result = score_instructions(["no commas But Upper", "fine", "bonjour"], examples)
-    assert result == {
-        "prompt_accuracy": 0.5,
-        "instruction_accuracy": 2 / 3,
-        "prompts_scored": 2,
-        "instructions_unsupported": 1,
-    }
 
 
 def test_kl_is_zero_for_equal_logits_and_matches_a_hand_computation():
@@ -458,6 +409,18 @@ def test_lm_eval_bridge_runs_a_local_task_offline_and_joins_the_retention_table(
         accuracy = report["models"][name]["scores"]["lm_eval/raft_tiny_mc/acc"]
         assert accuracy in (0.0, 1 / 3, 2 / 3, 1.0)
     assert report["models"]["same"]["retention"]["lm_eval/raft_tiny_mc/acc"] in (1.0, None)  # None: base scored 0
+
+    # --lm_eval_model: lm-eval's own model type loads the checkpoint from its path (hf here; vllm on a GPU machine)
+    config.lm_eval_model, config.lm_eval_model_args, config.output_dir = "hf", "device=cpu", str(tmp_path / "out_hf")
+    by_path = evaluate(config)
+    for name in ("base", "same"):
+        key = "lm_eval/raft_tiny_mc/acc"
+        assert by_path["models"][name]["scores"][key] == report["models"][name]["scores"][key]
+    if importlib.util.find_spec("vllm") is None:  # refused before any model loads
+        with pytest.raises(
+            MissingPackageError, match="--lm_eval_model vllm needs the package 'vllm': pip install vllm"
+        ):
+            EvalConfig(lm_eval_tasks=["raft_tiny_mc"], lm_eval_model="vllm")
 
 
 def test_judged_general_questions_by_majority_of_judges(tmp_path):

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
+from ..errors import MissingPackageError
 from . import BackendOptions, Generation, Prompt, SamplingSettings, as_plain_text, cut_at_stop, is_chat
 
 
@@ -15,7 +16,7 @@ class VLLMBackend:
         try:
             from vllm import LLM
         except ImportError as error:
-            raise ImportError(
+            raise MissingPackageError(
                 f"The backend 'vllm:{model}' needs vLLM (`pip install vllm`, GPU machines). Use the local transformers "
                 f"backend ('{model}') or an OpenAI-compatible server ('name@http://host:port/v1') instead."
             ) from error

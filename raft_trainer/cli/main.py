@@ -6,12 +6,17 @@ import os
 import sys
 
 from ..backends import BackendError
+from ..errors import MissingPackageError
 from ..refine.store import OutputLockedError
 from . import eval as evaluate
 from . import lab, refine, train
 
 INPUT_ERRORS = (ValueError, FileNotFoundError)  # the user's input: exit 2, as argparse does for a bad flag
-RUN_ERRORS = (BackendError, OutputLockedError)  # a server that kept failing, a folder in use: exit 1
+RUN_ERRORS = (
+    BackendError,
+    OutputLockedError,
+    MissingPackageError,
+)  # a failing server, a folder in use, a package to install: exit 1
 COMMANDS = {"eval": evaluate, "lab": lab, "refine": refine, "train": train}
 USAGE = (
     "usage: raft <command> [--config FILE.yaml] [<args>]\n       raft --version | raft env\n\ncommands:\n"

@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+import importlib.util
 from dataclasses import dataclass
 
 from ..backends import BackendArguments, decode_escapes
-from ..errors import ConfigError
+from ..errors import ConfigError, MissingPackageError
 from ..options import option
 from ..qa_rows import QADataArguments
 from . import metrics as registry
@@ -78,8 +79,18 @@ class EvalConfig(BackendArguments, QADataArguments):
         "Few-shot examples for the lm-eval tasks (default: each task's).", default=None
     )
     lm_eval_batch_size: int = option("lm-eval batch size.", default=8)
+    lm_eval_model: str | None = option(
+        "lm-eval model type that loads each checkpoint itself from its path, e.g. vllm (needs `pip install vllm` and "
+        "a CUDA GPU) or hf; default: lm-eval's HFLM on the weights raft eval already loaded.",
+        default=None,
+    )
+    lm_eval_model_args: str = option(
+        "Extra lm-eval model_args for --lm_eval_model, as lm-eval writes them (e.g. "
+        "gpu_memory_utilization=0.5,max_model_len=2048); `pretrained=<checkpoint path>` is added.",
+        default="",
+    )
     ifeval_dataset: str | None = option(
-        "IFEval-format prompts: a JSONL file or a dataset name such as google/IFEval (default: bundled 20).",
+        "IFEval-format prompts: a JSONL file or a dataset name such as google/IFEval (default: the bundled 50).",
         default=None,
     )
     ifeval_max_new_tokens: int = option("Token cap of an IFEval response.", default=256)
@@ -100,6 +111,8 @@ class EvalConfig(BackendArguments, QADataArguments):
         self.lm_eval_tasks = [task for item in tasks for task in item.split(",") if task]  # ifeval,mmlu or ifeval mmlu
         if self.lm_eval_tasks and "lm_eval" not in self.metrics:
             self.metrics = [*self.metrics, "lm_eval"]  # asking for tasks is asking for the metric
+        if self.lm_eval_tasks and self.lm_eval_model == "vllm" and importlib.util.find_spec("vllm") is None:
+            raise MissingPackageError("--lm_eval_model vllm needs the package 'vllm': pip install vllm (a CUDA GPU)")
         unknown = sorted(set(self.metrics) - set(registry.METRICS))
         if unknown:
             raise ConfigError(f"Unknown metrics {unknown}; choose among {list(registry.METRICS)}.")

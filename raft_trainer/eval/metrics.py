@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any
 from ..backends import GenerationBackend, SamplingSettings
 from ..backends.local import TransformersBackend
 from ..data import qa_prompt
+from ..errors import MissingPackageError
 from ..prompt_files import load_prompt
 from .domain import contains_answer, exact_match, majority_vote, parse_verdict, token_f1
 from .instructions import score_instructions
@@ -268,9 +269,15 @@ LM_EVAL_LOWER_IS_BETTER = ("perplexity", "bits_per_byte", "byte_perplexity", "wo
 
 
 def lm_eval_scores(context: ScoringContext) -> dict:
-    """The lm-evaluation-harness tasks of `--lm_eval_tasks` on this model (`lm_eval.simple_evaluate` on the loaded
-    weights through lm-eval's `HFLM`), as `lm_eval/<task>/<metric>` (standard errors and aliases left out; a
-    metric with a filter other than `none` keeps it as `<metric>,<filter>`)."""
+    """The lm-evaluation-harness tasks of `--lm_eval_tasks` on this model, as `lm_eval/<task>/<metric>` (standard
+    errors and aliases left out; a metric with a filter other than `none` keeps it as `<metric>,<filter>`).
+
+    `lm_eval.simple_evaluate` runs on the weights already loaded (lm-eval's `HFLM`), or, with `--lm_eval_model`
+    (e.g. `vllm`), on lm-eval's model of that type loading the checkpoint from its path with `--lm_eval_model_args`.
+
+    Raises:
+        ImportError: lm-eval (or the model type's own package, such as vllm) is not installed.
+    """
     config, model = context.config, context.model
     if not config.lm_eval_tasks:
         return {}
@@ -279,16 +286,31 @@ def lm_eval_scores(context: ScoringContext) -> dict:
         from lm_eval.models.huggingface import HFLM
         from lm_eval.tasks import TaskManager
     except ImportError as error:
-        raise ImportError("--lm_eval_tasks needs lm-eval: pip install lm-eval") from error
+        raise MissingPackageError("--lm_eval_tasks needs lm-eval: pip install lm-eval") from error
+    if config.lm_eval_model:
+        harness_model = config.lm_eval_model
+        model_args = ",".join(arg for arg in (f"pretrained={model.name}", config.lm_eval_model_args) if arg)
+    else:
+        harness_model = HFLM(pretrained=model.model, tokenizer=model.tokenizer, batch_size=config.lm_eval_batch_size)
+        model_args = None
     with eval_mode(model.model):
-        results = lm_eval.simple_evaluate(
-            model=HFLM(pretrained=model.model, tokenizer=model.tokenizer, batch_size=config.lm_eval_batch_size),
-            tasks=list(config.lm_eval_tasks),
-            num_fewshot=config.lm_eval_num_fewshot,
-            limit=config.limit,
-            task_manager=TaskManager(include_path=config.lm_eval_include_path),
-            log_samples=False,
-        )
+        try:
+            results = lm_eval.simple_evaluate(
+                model=harness_model,
+                model_args=model_args,
+                batch_size=config.lm_eval_batch_size if config.lm_eval_model else None,
+                tasks=list(config.lm_eval_tasks),
+                num_fewshot=config.lm_eval_num_fewshot,
+                limit=config.limit,
+                task_manager=TaskManager(include_path=config.lm_eval_include_path),
+                log_samples=False,
+            )
+        except ModuleNotFoundError as error:  # the model type's package, e.g. vllm
+            if not config.lm_eval_model:
+                raise
+            raise MissingPackageError(
+                f"--lm_eval_model {config.lm_eval_model} needs the package {error.name!r}: pip install {error.name}"
+            ) from error
     scores = {}
     for task, values in results["results"].items():
         for key, value in values.items():

@@ -8,16 +8,23 @@ each tracker's own client (`torch.utils.tensorboard`, `wandb`, `trackio`). W&B a
 
 from __future__ import annotations
 
+import importlib.util
 import os
 
-TRACKERS = ("tensorboard", "wandb", "trackio")
+from ..errors import MissingPackageError
+
+TRACKERS = ("tensorboard", "wandb", "trackio")  # each is also the package its client needs
 
 
 def check_trackers(report_to: list[str]) -> list[str]:
-    """`report_to` without `none`; raises `ValueError` naming an unknown tracker."""
+    """`report_to` without `none`. Raises `ValueError` naming an unknown tracker and `MissingPackageError` naming
+    the package of a tracker whose client is not installed (before any model loads)."""
     chosen = [name for name in report_to if name != "none"]
     if unknown := sorted(set(chosen) - set(TRACKERS)):
         raise ValueError(f"--report_to: unknown tracker(s) {unknown}; choose among {list(TRACKERS)} or none.")
+    for tracker in chosen:
+        if importlib.util.find_spec(tracker) is None:
+            raise MissingPackageError(f"--report_to {tracker} needs `pip install {tracker}`")
     return chosen
 
 
@@ -33,26 +40,21 @@ def scalars(report: dict) -> dict[str, float]:
 
 
 def log_report(report: dict, report_to: list[str], logging_dir: str, run_name: str) -> None:
-    """Log the report to every tracker of `report_to` (see the module docstring). Raises `ImportError` naming the
-    package to install when a tracker's client is missing."""
+    """Log the report to every tracker of `report_to` (see the module docstring). Raises `MissingPackageError`
+    naming the package to install when a tracker's client is missing."""
     from .report import markdown_table
 
     values, table = scalars(report), markdown_table(report)
     for tracker in check_trackers(report_to):
         if tracker == "tensorboard":
-            try:
-                from torch.utils.tensorboard import SummaryWriter
-            except ImportError as error:
-                raise ImportError("--report_to tensorboard needs `pip install tensorboard`") from error
+            from torch.utils.tensorboard import SummaryWriter
+
             with SummaryWriter(log_dir=logging_dir) as writer:
                 for tag, value in values.items():
                     writer.add_scalar(tag, value, 0)
                 writer.add_text("eval_results", table, 0)
         else:
-            try:
-                client = __import__(tracker)
-            except ImportError as error:
-                raise ImportError(f"--report_to {tracker} needs `pip install {tracker}`") from error
+            client = __import__(tracker)
             project = os.environ.get(f"{tracker.upper()}_PROJECT", "raft_trainer")
             client.init(project=project, name=run_name)
             rows = [line.strip("|").split(" | ") for line in table.splitlines()[2:] if line.startswith("|")]
