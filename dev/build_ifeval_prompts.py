@@ -10,7 +10,7 @@ random arguments (if-verifiable's `INSTRUCTION_DICT`, the 25 IFEval types). Rows
 * rows 0-24: one instruction each, every type once, in registry order (the lab scores these: `ifeval_limit: 25`);
 * rows 25-49: two instructions each, a pair IFEval allows together (`INSTRUCTION_CONFLICTS`).
 
-Fixed seeds: running it again writes the same file (tests/test_eval.py checks that).
+Fixed seeds: running it again writes the same file (tests/test_ifeval.py checks that).
 """
 
 from __future__ import annotations
@@ -56,8 +56,7 @@ def instruction(name: str, task: str, rng_seed: int) -> tuple[str, dict]:
     """The checker's instruction text and the arguments it drew (seeded: the same seed gives the same pair)."""
     random.seed(rng_seed)
     checker = INSTRUCTION_DICT[name](name)
-    text = checker.build_description(prompt_to_repeat=task) if name == "combination:repeat_prompt" else None
-    text = text or checker.build_description()
+    text = checker.build_description(**({"prompt_to_repeat": task} if name == "combination:repeat_prompt" else {}))
     return text, {k: v for k, v in (checker.get_instruction_args() or {}).items() if v is not None}
 
 

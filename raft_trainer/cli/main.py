@@ -12,11 +12,8 @@ from . import eval as evaluate
 from . import lab, refine, train
 
 INPUT_ERRORS = (ValueError, FileNotFoundError)  # the user's input: exit 2, as argparse does for a bad flag
-RUN_ERRORS = (
-    BackendError,
-    OutputLockedError,
-    MissingPackageError,
-)  # a failing server, a folder in use, a package to install: exit 1
+# a server that kept failing, a folder in use, a package to install: exit 1
+RUN_ERRORS = (BackendError, OutputLockedError, MissingPackageError)
 COMMANDS = {"eval": evaluate, "lab": lab, "refine": refine, "train": train}
 USAGE = (
     "usage: raft <command> [--config FILE.yaml] [<args>]\n       raft --version | raft env\n\ncommands:\n"

@@ -101,10 +101,11 @@ def score_instructions(responses: list[str], examples: list[dict]) -> dict:
         verdicts = check_instructions(response, ids, example.get("kwargs") or [{}] * len(ids), example["prompt"])
         unsupported.update(name for name, verdict in zip(ids, verdicts) if verdict is None)
         checked = [verdict for verdict in verdicts if verdict is not None]
+        if not checked:
+            continue
         for mode, column in (("strict", 0), ("loose", 1)):
-            if checked:
-                prompts[mode].append(all(v[column] for v in checked))
-                instructions[mode].extend(v[column] for v in checked)
+            prompts[mode].append(all(v[column] for v in checked))
+            instructions[mode].extend(v[column] for v in checked)
     if unsupported:
         reasons = "; ".join(f"{n} × {name} ({unsupported_reason(name)})" for name, n in sorted(unsupported.items()))
         logger.warning("IFEval: left out instructions that cannot be checked here: %s", reasons)

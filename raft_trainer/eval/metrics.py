@@ -276,7 +276,7 @@ def lm_eval_scores(context: ScoringContext) -> dict:
     (e.g. `vllm`), on lm-eval's model of that type loading the checkpoint from its path with `--lm_eval_model_args`.
 
     Raises:
-        ImportError: lm-eval (or the model type's own package, such as vllm) is not installed.
+        MissingPackageError: lm-eval (or the model type's own package, such as vllm) is not installed.
     """
     config, model = context.config, context.model
     if not config.lm_eval_tasks:
