@@ -62,7 +62,8 @@ class RAFTConfig(SFTConfig):
     max_teacher_prompt_length (`int`, *optional*):
         Token budget of the teacher prompt; the reference is cut to fit, never the question. Defaults to `max_length`.
     teacher_model_init_kwargs (`dict`, *optional*):
-        Keyword arguments for `from_pretrained` when the teacher is loaded from a name or path.
+        Keyword arguments for `from_pretrained` when the teacher is loaded from a name or path. The teacher gets the
+        student's `model_init_kwargs` (and `trust_remote_code`), and these win key by key.
 
     > Parameters that control the rollouts (kept apart from the distillation temperature)
 

@@ -5,6 +5,7 @@ The teacher's prompt is built from the tokenised rows in `teacher_prompts`.
 
 from __future__ import annotations
 
+import glob
 import json
 import os
 from collections.abc import Callable
@@ -42,31 +43,59 @@ def load_data(name_or_path: str | None, config: str | None = None, split: str = 
     retries, a bare `StopIteration` or `datasets`' "An error occurred while generating the dataset").
     """
     name_or_path = name_or_path or example_dataset_path()
-    extension = os.path.splitext(name_or_path)[1].lower()
-    if extension in DATA_BUILDERS:
-        if not os.path.isfile(name_or_path):
-            raise DataError(f"No such data file: {name_or_path!r} (a {extension} name is read as a local file).")
-        if os.path.getsize(name_or_path) == 0:
-            raise DataError(f"The data file {name_or_path!r} is empty (0 bytes): the dataset has no rows.")
-        try:
-            dataset = load_dataset(DATA_BUILDERS[extension], data_files={split: name_or_path}, split=split)
-        except Exception as error:  # noqa: BLE001 - datasets wraps every reader failure in DatasetGenerationError
-            # `datasets` only says that the file failed: read it again line by line to name the bad line.
-            if extension == ".jsonl":
-                read_jsonl(name_or_path)
-            elif extension == ".json":
-                _read_json(name_or_path)
-            cause = error.__cause__ or error
-            if "corresponds to no data" in str(cause):  # blank lines only, `[]`, a CSV header alone
-                raise DataError(f"The data file {name_or_path!r} (split {split!r}) has no rows.") from None
-            raise DataError(
-                f"Could not read the data file {name_or_path!r}: {type(cause).__name__}: {cause}"
-            ) from error
-    else:
-        dataset = load_dataset(name_or_path, name=config, split=split)
+    if os.path.splitext(name_or_path)[1].lower() in DATA_BUILDERS:
+        return load_data_file(name_or_path, split)
+    dataset = load_dataset(name_or_path, name=config, split=split)
     if isinstance(dataset, Dataset) and len(dataset) == 0:
         raise DataError(f"The dataset {name_or_path!r} (split {split!r}) has no rows.")
     return dataset
+
+
+def load_data_file(path: str, split: str = "train") -> Dataset:
+    """A local data file (JSONL, JSON, CSV, Parquet: `DATA_BUILDERS`) as the split `split`, checked: the checks of
+    `load_data` for a local file, which a `datasets:` mixture's files get too (`check_mixture_files`)."""
+    extension = os.path.splitext(path)[1].lower()
+    if not os.path.isfile(path):
+        raise DataError(f"No such data file: {path!r} (a {extension} name is read as a local file).")
+    if os.path.getsize(path) == 0:
+        raise DataError(f"The data file {path!r} is empty (0 bytes): the dataset has no rows.")
+    try:
+        dataset = load_dataset(DATA_BUILDERS[extension], data_files={split: path}, split=split)
+    except Exception as error:  # noqa: BLE001 - datasets wraps every reader failure in DatasetGenerationError
+        # `datasets` only says that the file failed: read it again line by line to name the bad line.
+        if extension == ".jsonl":
+            read_jsonl(path)
+        elif extension == ".json":
+            _read_json(path)
+        cause = error.__cause__ or error
+        if "corresponds to no data" in str(cause):  # blank lines only, `[]`, a CSV header alone
+            raise DataError(f"The data file {path!r} (split {split!r}) has no rows.") from None
+        raise DataError(f"Could not read the data file {path!r}: {type(cause).__name__}: {cause}") from error
+    if len(dataset) == 0:
+        raise DataError(f"The dataset {path!r} (split {split!r}) has no rows.")
+    return dataset
+
+
+def check_mixture_files(mixture) -> None:
+    """Read every local data file of a `datasets:` mixture (TRL's `DatasetMixtureConfig`) with `load_data_file`, so
+    that a missing, empty or malformed file is named with its line as a single `--dataset_name` file is (instead of
+    `datasets`' "Expected object or value" or a bare `StopIteration` from `trl.get_dataset`). Files given as a URL, a
+    hub dataset or a glob that matches nothing are left to `datasets`."""
+    for entry in mixture.datasets:
+        files = entry.data_files
+        if files is None:  # `path: data/qa.jsonl`: the file itself
+            files = {entry.split: entry.path} if os.path.splitext(entry.path)[1].lower() in DATA_BUILDERS else {}
+        elif not isinstance(files, dict):
+            files = {entry.split: files}
+        # relative data files are read from `data_dir` (inside `path` when that is a local folder), as in `datasets`
+        base = os.path.join(entry.path if os.path.isdir(entry.path) else "", entry.data_dir or "")
+        for split, names in files.items():
+            for name in [names] if isinstance(names, str) else names:
+                if "://" in name or os.path.splitext(name)[1].lower() not in DATA_BUILDERS:
+                    continue
+                name = os.path.join(base, os.path.expanduser(name))
+                for path in sorted(glob.glob(name)) if glob.has_magic(name) else [name]:
+                    load_data_file(path, split)
 
 
 def read_jsonl(path: str) -> list[dict]:

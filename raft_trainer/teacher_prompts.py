@@ -132,22 +132,41 @@ def _locate_question(tokenizer, student_ids: list[int], prompt, chat_kwargs: dic
     return len(before_ids), len(through_question)
 
 
-def _encode_part(tokenizer, part: str, reference: str) -> tuple[list[int], list[int]]:
+def _encode_part(tokenizer, part: str, reference: str) -> tuple[list[int], list[int], list | None]:
     """A template part (text around at most one `{reference}`) filled and tokenised as one string: `(ids, indices of
-    the reference's tokens)`, the latter found from the character offsets so that the reference can be cut."""
+    the reference's tokens, character offsets of all ids or None)`, the indices found from the character offsets so
+    that the reference can be cut (on a character boundary: `_cut_reference`)."""
     if REFERENCE_PLACEHOLDER not in part:
-        return _tokens(tokenizer, part), []
+        return _tokens(tokenizer, part), [], None
     before, after = part.split(REFERENCE_PLACEHOLDER)
     text = before + reference + after
     if not text:
-        return [], []
+        return [], [], None
     if not getattr(tokenizer, "is_fast", False):  # no offsets: tokenise the three pieces apart
         ids = [_tokens(tokenizer, before), _tokens(tokenizer, reference), _tokens(tokenizer, after)]
-        return ids[0] + ids[1] + ids[2], list(range(len(ids[0]), len(ids[0]) + len(ids[1])))
+        return ids[0] + ids[1] + ids[2], list(range(len(ids[0]), len(ids[0]) + len(ids[1]))), None
     encoded = tokenizer(text, add_special_tokens=False, return_offsets_mapping=True)
     start, end = len(before), len(before) + len(reference)
-    inside = [i for i, (a, b) in enumerate(encoded["offset_mapping"]) if a < end and b > start and b <= end]
-    return encoded["input_ids"], inside
+    offsets = encoded["offset_mapping"]
+    inside = [i for i, (a, b) in enumerate(offsets) if a < end and b > start and b <= end]
+    return encoded["input_ids"], inside, offsets
+
+
+def _whole_characters(tokenizer, ids: list[int], positions: list[int], offsets: list | None, keep: int) -> int:
+    """The largest `n <= keep` such that the reference's first `n` tokens (`ids` at `positions`) end on a character
+    boundary. Byte-level BPE (and SentencePiece's byte fallback) spreads one character (CJK, emoji) over several
+    tokens; a cut between them would leave half a UTF-8 character, which decodes as U+FFFD. With offsets, the tokens
+    of one character share its character span, so a cut splits a character when the next token starts before the
+    last kept one ends; without offsets, when the kept tokens decode to text ending in U+FFFD."""
+    while 0 < keep < len(positions):
+        if offsets is not None:
+            splits = offsets[positions[keep]][0] < offsets[positions[keep - 1]][1]
+        else:
+            splits = tokenizer.decode([ids[p] for p in positions[:keep]]).endswith("\ufffd")
+        if not splits:
+            break
+        keep -= 1
+    return keep
 
 
 def build_teacher_prompt(
@@ -172,7 +191,8 @@ def build_teacher_prompt(
             reference) is tokenised as one string and goes before the question; text after `{prompt}` goes inside
             the last user turn for conversations and at the very end for plain text, which changes the boundary
             (`boundary_problem` reports it).
-        max_length (`int`, *optional*): token budget; over it the reference is cut from its end. The question, the
+        max_length (`int`, *optional*): token budget; over it the reference is cut from its end, on a character
+            boundary (never inside a character that spans several byte-level tokens). The question, the
             template text and the chat-template tokens are never cut (the result can then exceed `max_length`).
         chat_template_kwargs (`dict`, *optional*): what TRL passed to `apply_chat_template` for this row
             (`chat_template`, `tools`, the row's `chat_template_kwargs`).
@@ -191,24 +211,30 @@ def build_teacher_prompt(
     match = _TRAILING_SPACE.search(before_prompt)
     space = match.group() if match else ""  # carried into the question's first token
     reference = reference.strip()
-    before, before_reference = _encode_part(tokenizer, before_prompt[: len(before_prompt) - len(space)], reference)
-    after, after_reference = _encode_part(tokenizer, after_prompt, reference)
+    before_text = before_prompt[: len(before_prompt) - len(space)]
+    before, before_reference, before_offsets = _encode_part(tokenizer, before_text, reference)
+    after, after_reference, after_offsets = _encode_part(tokenizer, after_prompt, reference)
     head, tail = student_prompt_ids[:a], student_prompt_ids[b:]
     question = _join(tokenizer, space, student_prompt_ids[a:b])
     length = len(head) + len(before) + len(question) + len(after) + len(tail)
     excess = 0 if max_length is None else max(length - max_length, 0)
     truncated = excess > 0 and bool(before_reference or after_reference)
-    if truncated:
-        before = _without_last(before, before_reference, excess)
-        after = _without_last(after, after_reference, excess)
-    kept = max(len(before_reference) + len(after_reference) - excess, 0)
+    kept = len(before_reference) + len(after_reference)
+    if truncated:  # the reference is in one part only (`validate_teacher_template`)
+        before, kept_before = _cut_reference(tokenizer, before, before_reference, before_offsets, excess)
+        after, kept_after = _cut_reference(tokenizer, after, after_reference, after_offsets, excess)
+        kept = kept_before + kept_after
     return TeacherPrompt(head + before + question + after + tail, truncated, True, kept)
 
 
-def _without_last(ids: list[int], positions: list[int], count: int) -> list[int]:
-    """`ids` without the last `count` of the listed positions."""
-    dropped = set(positions[max(len(positions) - count, 0) :])
-    return [token for n, token in enumerate(ids) if n not in dropped]
+def _cut_reference(
+    tokenizer, ids: list[int], positions: list[int], offsets: list | None, count: int
+) -> tuple[list[int], int]:
+    """`ids` without at least the last `count` of the reference's tokens (at `positions`), cut on a character
+    boundary (`_whole_characters`), and how many reference tokens are kept."""
+    keep = _whole_characters(tokenizer, ids, positions, offsets, max(len(positions) - count, 0))
+    dropped = set(positions[keep:])
+    return [token for n, token in enumerate(ids) if n not in dropped], keep
 
 
 def _rendered_teacher_prompt(tokenizer, student_ids, prompt, reference, template, max_length, chat_kwargs):
@@ -231,6 +257,8 @@ def _rendered_teacher_prompt(tokenizer, student_ids, prompt, reference, template
     truncated = False
     if max_length is not None:
         budget = max(max_length - len(before_ids) - len(after_ids), 0)
+        if len(reference_ids) > budget:
+            budget = _whole_characters(tokenizer, reference_ids, list(range(len(reference_ids))), None, budget)
         truncated, reference_ids = len(reference_ids) > budget, reference_ids[:budget]
     return TeacherPrompt(before_ids + reference_ids + after_ids, truncated, False, len(reference_ids))
 
@@ -276,3 +304,77 @@ def add_teacher_prompt_ids(
         "reference_tokens": teacher.reference_tokens,
         "teacher_boundary_problem": problem or "",
     }
+
+
+def model_context(config) -> int | None:
+    """The number of positions a model takes (`max_position_embeddings` of its text config), `None` if unknown."""
+    context = getattr(config.get_text_config(), "max_position_embeddings", None)
+    return context if isinstance(context, int) and context > 0 else None
+
+
+def context_overflow(
+    dataset,
+    dataset_name: str,
+    *,
+    completion_length: int,
+    teacher_context: int | None,
+    student_context: int | None,
+    budget: int | None,
+) -> str | None:
+    """`None` when every row's teacher prompt and student prompt leave room for `completion_length` rollout tokens
+    in the model's context, and its SFT row fits it, else the error message with the numbers and what to change.
+
+    The teacher scores `[teacher prompt ⊕ z]` and the student samples z after its prompt, with z up to
+    `max_completion_length` tokens; a longer row fails in the forward (an `IndexError` for learned positions) or runs
+    on positions the model was never trained on. All rows of a map-style dataset are checked, the first row of an
+    iterable one (rows are built as they are read)."""
+    from datasets import Dataset
+
+    if isinstance(dataset, Dataset):
+        if "teacher_prompt_ids" not in dataset.column_names:
+            return None
+        wanted = ["teacher_prompt_ids", "reference_tokens", "input_ids", "labels"]
+        columns = dataset.select_columns([c for c in wanted if c in dataset.column_names]).to_dict()
+        rows = [dict(zip(columns, values)) for values in zip(*columns.values())]
+    else:
+        rows = [row for row in [next(iter(dataset), None)] if row is not None and "teacher_prompt_ids" in row]
+    # A tokenised dataset passed in may lack `reference_tokens` and `labels`: then the whole prompt counts as fixed.
+    teacher = max((len(r["teacher_prompt_ids"]) for r in rows), default=0)
+    fixed = max((len(r["teacher_prompt_ids"]) - r.get("reference_tokens", 0) for r in rows), default=0)
+    student = max((prompt_length(r["labels"]) for r in rows if "labels" in r), default=0)
+    sft = max((len(r["input_ids"]) for r in rows if "input_ids" in r), default=0)
+    problems = []
+    if teacher_context is not None and teacher + completion_length > teacher_context:
+        room = teacher_context - completion_length
+        if fixed <= room:
+            fix = (
+                f"set `max_teacher_prompt_length` to at most {room} (references are cut to fit, questions never), "
+                "or lower `max_completion_length`"
+            )
+        else:
+            fix = f"without the reference they take up to {fixed} tokens (questions are never cut): " + (
+                f"lower `max_completion_length` to at most {teacher_context - fixed}, or shorten the questions"
+                if fixed < teacher_context
+                else "shorten the questions or the template"
+            )
+        problems.append(
+            f"its teacher rows take up to {teacher} prompt tokens + `max_completion_length` ({completion_length}) = "
+            f"{teacher + completion_length} tokens, more than the teacher model's context of {teacher_context} "
+            f"positions (`max_position_embeddings`; the teacher prompt budget is "
+            f"{'none' if budget is None else f'{budget} tokens'}: `max_teacher_prompt_length`, else `max_length`): "
+            f"{fix}"
+        )
+    if student_context is not None and student + completion_length > student_context:
+        problems.append(
+            f"its student prompts take up to {student} tokens + `max_completion_length` ({completion_length}) = "
+            f"{student + completion_length} tokens, more than the model's context of {student_context} positions: "
+            f"lower `max_length` or `max_completion_length` so that a prompt and its rollout fit"
+        )
+    if student_context is not None and sft > student_context:
+        problems.append(
+            f"its SFT rows (prompt ⊕ answer) take up to {sft} tokens, more than the model's context of "
+            f"{student_context} positions: set `max_length` to at most {student_context}"
+        )
+    if not problems:
+        return None
+    return f"The {dataset_name} dataset does not fit the model's context: " + "; and ".join(problems) + "."

@@ -164,6 +164,7 @@ class RAFTTrainer(SFTTrainer):
         head = self.accelerator.unwrap_model(self.model).get_output_embeddings()
         self._recompute_head_chunks = not self._zero3 or any(p.requires_grad for p in head.parameters())
         self._num_rollouts_in_window: int | None = None
+        self._unsampled_window: list[dict] | None = None  # set by `get_batch_samples`, sampled by `training_step`
         self.balancer.distribute(
             lambda totals: self.accelerator.reduce(totals, "sum"),
             self.accelerator.num_processes,
@@ -184,22 +185,68 @@ class RAFTTrainer(SFTTrainer):
         finally:
             self.state.stateful_callbacks.update(saved)
 
+    def _save_checkpoint(self, model, trial) -> None:
+        """`Trainer._save_checkpoint`; a write that fails (a full disk) raises `CheckpointWriteError` naming the
+        checkpoint folder, the cause and the free space, instead of torch's "unexpected pos 56640 vs 56528"."""
+        try:
+            super()._save_checkpoint(model, trial)
+        except Exception as error:
+            from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR
+
+            from .errors import CheckpointWriteError
+
+            folder = os.path.join(
+                self._get_output_dir(trial=trial), f"{PREFIX_CHECKPOINT_DIR}-{self.state.global_step}"
+            )
+            failure = CheckpointWriteError.from_failure(folder, error)
+            if failure is None:
+                raise
+            raise failure from error
+
     # ----------------------------------------------------------------------------------------------- setup
     def _resolve_teacher(self, teacher_model):
+        # Loaded with the student's loading options, `teacher_model_init_kwargs` winning key by key (teacher.py).
+        from trl.trainer.utils import get_config_model_id
+
+        from .teacher import teacher_init_kwargs
+        from .teacher_prompts import context_overflow, model_context
+
         student = self.model.get_base_model() if is_peft_model(self.model) else self.model
         add_hidden_states_output(student)
         if teacher_model is not None:
-            teacher = load_teacher(teacher_model, self.args.teacher_model_init_kwargs)
+            same = isinstance(teacher_model, str) and teacher_model == get_config_model_id(student.config)
+            teacher = load_teacher(teacher_model, teacher_init_kwargs(self.args, same_checkpoint=same))
         elif is_peft_model(self.model):
-            return None  # the adapter-disabled base is the original model: no second copy of the weights
+            teacher = None  # the adapter-disabled base is the original model: no second copy of the weights
         else:
-            teacher = reload_original(student, self.args.teacher_model_init_kwargs)
+            kwargs = teacher_init_kwargs(self.args, same_checkpoint=True, dtype=student.dtype)  # dtype as loaded
+            teacher = reload_original(student, kwargs)
+        problem = context_overflow(  # the rows that get rollouts and teacher passes (evaluation is SFT only)
+            self.train_dataset,
+            "train",
+            completion_length=self.args.max_completion_length,
+            teacher_context=model_context((teacher or student).config),
+            student_context=model_context(student.config),
+            budget=self.args.max_teacher_prompt_length or self.args.max_length,
+        )
+        if problem:
+            raise ConfigError(problem)
+        if teacher is None:
+            return None
         vocab = (student.config.get_text_config().vocab_size, teacher.config.get_text_config().vocab_size)
         if vocab[0] != vocab[1]:
+            grown = (
+                f" `chat_template_path` ({self.args.chat_template_path!r}) added tokens to the student's tokenizer and "
+                "embeddings; the teacher you passed lacks them: leave `teacher_model` unset (the original model is "
+                "then loaded again and given the same tokens), pass a teacher with the same tokenizer, or train with "
+                "LoRA (`peft_config`), whose adapter-disabled base is the teacher."
+                if getattr(self.args, "chat_template_path", None)
+                else ""
+            )
             raise ConfigError(
                 f"The teacher's vocabulary ({vocab[1]} tokens) differs from the student's ({vocab[0]}): the teacher "
                 "scores the student's token ids and its top-K ids index the student's LM head, so both must share "
-                "the tokenizer."
+                f"the tokenizer.{grown}"
             )
         if self.is_deepspeed_enabled:
             return prepare_deepspeed(teacher, self.accelerator)
@@ -326,23 +373,34 @@ class RAFTTrainer(SFTTrainer):
             self._signature_columns = [*self._signature_columns, "teacher_prompt_ids"]
 
     def get_batch_samples(self, epoch_iterator, num_batches, device):
-        """The accumulation window's micro-batches, each with its rollouts (`completion_ids`, `completion_mask`,
-        `completion_finished`) sampled now: the weights only change at the optimizer step, so this is as on-policy as
-        sampling inside each micro-batch. Also counts the window's rollouts (all ranks), which normalise L_KL, and on
-        the first step sets λ from the whole window (so that λ does not depend on how the window is split)."""
+        """The accumulation window's micro-batches, kept so that the window's first `training_step` samples all of
+        their rollouts (`_sample_window`) before any of them is trained on.
+
+        Only `Trainer`'s training loop calls this, once per optimizer step, so a window is pending exactly when the
+        trainer is training, whatever the module's train/eval flag says (a `from_pretrained` model is in eval mode
+        until the first `training_step`). The sampling waits for `training_step` because a resumed run's RNG state is
+        restored by the loop after this call: rollouts sampled here would not be the uninterrupted run's."""
         batch_samples, num_items_in_batch = super().get_batch_samples(epoch_iterator, num_batches, device)
-        if not (self.args.use_distillation and self.model.training) or not batch_samples:
-            return batch_samples, num_items_in_batch
+        if self.args.use_distillation and batch_samples:
+            self._unsampled_window = batch_samples
+        return batch_samples, num_items_in_batch
+
+    def _sample_window(self, model, batch_samples: list[dict]) -> None:
+        """Before the window's first micro-batch: each micro-batch gets its rollouts (`completion_ids`,
+        `completion_mask`, `completion_finished`; the weights only change at the optimizer step, so this is as
+        on-policy as sampling inside each micro-batch), the window's rollouts are counted over all ranks (they
+        normalise L_KL), and on the first step λ is set from the whole window, so that neither depends on how the
+        window is split. The model is put in training mode first, as `training_step` would next, so that the first
+        window's gradient-free pass computes the losses the step will (dropout included)."""
+        model.train()
         count = torch.tensor(
-            sum(len(b["input_ids"]) for b in batch_samples) * self.args.num_generations, device=device
+            sum(len(b["input_ids"]) for b in batch_samples) * self.args.num_generations, device=self.args.device
         )
         if self.args.average_tokens_across_devices and self.args.world_size > 1:
             count = self.accelerator.gather(count).sum()
         self._num_rollouts_in_window = int(count)
         for batch in batch_samples:
-            rollouts = self._sample_rollouts(
-                self.model_wrapped, batch["prompt_input_ids"], batch["prompt_attention_mask"]
-            )
+            rollouts = self._sample_rollouts(model, batch["prompt_input_ids"], batch["prompt_attention_mask"])
             batch.update(
                 completion_ids=rollouts.completion_ids,
                 completion_mask=rollouts.completion_mask,
@@ -350,7 +408,6 @@ class RAFTTrainer(SFTTrainer):
             )
         if self.balancer.needs_first_window:
             self.balancer.first_window(self._window_totals(batch_samples))
-        return batch_samples, num_items_in_batch
 
     # ------------------------------------------------------------------------------------------ the step
     def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
@@ -541,6 +598,9 @@ class RAFTTrainer(SFTTrainer):
         return totals
 
     def training_step(self, model, inputs, num_items_in_batch=None):
+        if self._unsampled_window is not None:  # the window's first micro-batch
+            window, self._unsampled_window = self._unsampled_window, None
+            self._sample_window(model, window)
         loss = super().training_step(model, inputs, num_items_in_batch)
         if self.args.use_distillation and self.accelerator.sync_gradients:  # the optimizer step ends
             ema_sft, ema_kl = self.balancer.end_step()
@@ -627,5 +687,10 @@ def _qa_prompt_format(model, processing_class, args) -> str:
         from trl.trainer.utils import get_config_model_id
 
         name = model if isinstance(model, str) else get_config_model_id(model.config)
-        processing_class = AutoTokenizer.from_pretrained(name)
+        options = args.model_init_kwargs or {}  # the student's loading options, as TRL loads its tokenizer
+        processing_class = AutoTokenizer.from_pretrained(
+            name,
+            revision=options.get("revision"),
+            trust_remote_code=options.get("trust_remote_code", getattr(args, "trust_remote_code", False)),
+        )
     return qa_prompt_format(processing_class)

@@ -100,13 +100,15 @@ def build_model(tokenizer, seed: int = 0, **overrides):
 
     torch.manual_seed(seed)
     overrides.setdefault("vocab_size", len(tokenizer))
+    # Room for a prompt and RAFTConfig's default 256-token rollout (rows past the context are refused at init);
+    # RoPE has no weights, so the context changes no number.
+    overrides.setdefault("max_position_embeddings", 2048)
     config = LlamaConfig(
         hidden_size=32,
         intermediate_size=64,
         num_hidden_layers=2,
         num_attention_heads=4,
         num_key_value_heads=2,
-        max_position_embeddings=256,
         pad_token_id=tokenizer.pad_token_id,
         bos_token_id=tokenizer.bos_token_id,
         eos_token_id=tokenizer.eos_token_id,

@@ -42,6 +42,16 @@ def main(output_dir: str, options: dict) -> None:
     rank = int(os.environ["RANK"])
     dataset = Dataset.from_dict({"prompt": [p for p, _ in ROWS * 4], "completion": [c for _, c in ROWS * 4]})
     tokenizer = build_tokenizer()
+    # The model as users give it: a folder (in eval mode until the first training step), the teacher reloaded from it.
+    # Under ZeRO-3 from torchrun, `from_pretrained` in `zero.Init` sees a world size of 1 and DeepSpeed refuses the
+    # batch sizes, so ZeRO-3 runs build the model in code here; `raft train --accelerate_config zero3` loads a folder
+    # under ZeRO-3 in tests/test_recipes.py.
+    if options.get("model_in_code"):
+        model, teacher = build_model(tokenizer), None if options.get("lora") else build_model(tokenizer)
+    else:
+        model, teacher = os.path.join(output_dir, f"model-rank{rank}"), None
+        build_model(tokenizer).save_pretrained(model)
+        tokenizer.save_pretrained(model)
     args = RAFTConfig(
         output_dir=output_dir, max_steps=options.get("max_steps", 3), per_device_train_batch_size=2,
         gradient_accumulation_steps=2, logging_steps=1, report_to=[], use_cpu=True, bf16=False,
@@ -56,8 +66,6 @@ def main(output_dir: str, options: dict) -> None:
         from peft import LoraConfig
 
         peft_config = LoraConfig(r=4, lora_alpha=8, target_modules=["q_proj", "v_proj"], task_type="CAUSAL_LM")
-    model = build_model(tokenizer)
-    teacher = None if peft_config else build_model(tokenizer)
     trainer = RAFTTrainer(model, args=args, train_dataset=dataset, processing_class=tokenizer, teacher_model=teacher,
                           peft_config=peft_config)  # fmt: skip
     if options.get("empty_rank") == rank:  # this rank's rollouts end at once: EOS is (all but) certain first

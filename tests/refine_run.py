@@ -30,7 +30,8 @@ def main(model_dir: str, output_dir: str) -> None:
              "answer": f"The {WORDS[i % 12]} is {WORDS[(i * 5) % 12]} and {WORDS[(i * 7) % 12]} ."} for i in range(30)]  # fmt: skip
     config = RefineConfig(
         output_dir=output_dir, rewrite_model=model_dir, similarity_threshold=0.3, batch_size=2, fusion_rounds=2,
-        rewrite_temperature=1.0, rewrite_max_new_tokens=6, fusion_max_new_tokens=6, judge_max_new_tokens=3,
+        rewrite_temperature=1.0, rewrite_max_new_tokens=24, fusion_max_new_tokens=24, judge_max_new_tokens=3,
+        stop_sequences=[" .", " ?"],  # replies that end (a reply cut at the token cap is never ŷ), so some rows fuse
     )  # fmt: skip
     refine(config, Dataset.from_list(rows))
 

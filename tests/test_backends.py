@@ -45,6 +45,20 @@ def test_stop_string_cuts_the_text(local_backend):
     assert cut.text == words[0] and cut.finish_reason == "stop" and cut.num_tokens == 2
 
 
+def test_a_reply_cut_at_max_new_tokens_is_marked_truncated(local_backend, stub_server):
+    """Local: a row that ends neither at EOS nor at a stop string within `max_new_tokens` is "length"; HTTP: the
+    server's `finish_reason`. `Generation.truncated` is what `raft refine` reads to keep half answers out of ŷ."""
+    short = local_backend.generate(PROMPTS, SamplingSettings(max_new_tokens=2))
+    assert [(g.finish_reason, g.truncated, g.num_tokens) for g in short] == [("length", True, 2)] * 3
+    free = local_backend.generate(PROMPTS, SamplingSettings(max_new_tokens=8))
+    prompt, words = next((p, g.text.split()) for p, g in zip(PROMPTS, free) if len(g.text.split()) >= 2)
+    stopped = local_backend.generate([prompt], SamplingSettings(max_new_tokens=8, stop=(" " + words[1],)))[0]
+    assert (stopped.finish_reason, stopped.truncated) == ("stop", False)
+    stub_server.reply = {"choices": [{"message": {"content": "The capital of"}, "finish_reason": "length"}]}
+    [reply] = _stub_backend(stub_server).generate(["x"], SamplingSettings(max_new_tokens=3))
+    assert (reply.text, reply.finish_reason, reply.truncated) == ("The capital of", "length", True)
+
+
 def test_plain_text_rendering_without_a_chat_template(tiny_model_dir):
     from transformers import AutoTokenizer
 
@@ -218,18 +232,20 @@ def test_openai_backend_against_a_real_transformers_serve(served_model, local_ba
     assert [r.text for r in replies[:3]] == [g.text for g in local]  # the same model and template as locally
 
 
-def test_refine_with_a_judge_served_over_http(served_model, tiny_model_dir, tmp_path):
+def test_refine_with_a_judge_served_over_http(served_model, tmp_path):
     from datasets import Dataset
+    from refine_helpers import ScriptedBackend
 
+    from raft_trainer.backends import BackendPool
     from raft_trainer.refine import RefineConfig, refine
 
     data = Dataset.from_dict({"question": ["What is two plus two ?"], "answer": ["Two plus two is four ."]})
-    config = RefineConfig(output_dir=str(tmp_path), rewrite_model=tiny_model_dir, judge_models=[served_model],
-                          similarity_threshold=0.0, fusion_rounds=1, rewrite_max_new_tokens=4, fusion_max_new_tokens=4,
-                          judge_max_new_tokens=3, stop_sequences=[])  # fmt: skip
+    config = RefineConfig(output_dir=str(tmp_path), rewrite_model="rewriter", judge_models=[served_model],
+                          similarity_threshold=0.0, fusion_rounds=1, judge_max_new_tokens=3, stop_sequences=[])  # fmt: skip
     # No stop strings: `transformers serve` 5.23 answers 500 to `stop` with a word-level tokenizer (its
-    # StopStringCriteria cannot map that vocabulary); real BPE/SentencePiece tokenizers are fine.
-    summary = refine(config, data)
+    # StopStringCriteria cannot map that vocabulary); real BPE/SentencePiece tokenizers are fine. The rewrite and
+    # the fused answer are scripted: the tiny model's own are cut at the token cap, and a cut reply is never judged.
+    summary = refine(config, data, backends=BackendPool(rewriter=ScriptedBackend("rewriter", lambda p: "It is four.")))
     [row] = [json.loads(line) for line in open(tmp_path / "refined.jsonl")]
     assert row["provenance"]["models"]["judges"] == [served_model]
     assert summary["tokens_generated"]["judge"] > 0 and len(row["provenance"]["candidates"][0]["scores"]) == 1

@@ -298,3 +298,92 @@ def test_placeholders_inside_the_data_reach_the_eval_judge_as_written(tmp_path):
     [[judge_prompt]] = [c[0] for c in judge.calls]
     assert judge_prompt.endswith(f"\n\nQuestion: {question}\nReference answer: {gold}\nCandidate answer: {answer}\n"
                                  "Correct (yes or no):")  # fmt: skip
+
+
+# ---- Issue 21. IFEval kwargs the checker would fail on are named before any model loads ----------------------------
+
+
+@pytest.mark.parametrize(
+    "kwargs, message",
+    [({"num_words": "300", "relation": "less than"}, r"'num_words' must be an integer, got the str '300'"),
+     ({"num_words": 300, "relation": "more than"}, r"the checker fails on \{'num_words': 300, 'relation': 'more "
+      r"than'\}: ValueError: The supported relation for comparison must be in \('less than', 'at least'\), but "
+      r"more than is given"),
+     ({"num_word": 300}, r"'num_word' is not an argument of this instruction's checker \(it takes \['num_words', "
+      r"'relation'\]\)")],
+    ids=["wrong_type", "refused_value", "unknown_key"],
+)  # fmt: skip
+def test_ifeval_kwargs_the_checker_would_fail_on_are_named_before_any_model_loads(tmp_path, capsys, kwargs, message):
+    path = tmp_path / "ifeval.jsonl"
+    rows = [{"prompt": "Say hi.", "instruction_id_list": ["punctuation:no_comma"], "kwargs": [{}]},
+            {"prompt": "Describe a cat.", "instruction_id_list": ["punctuation:no_comma",
+             "length_constraints:number_words"], "kwargs": [{}, kwargs]}]  # fmt: skip
+    path.write_text("".join(json.dumps(row) + "\n" for row in rows))
+    line = cli_error(capsys, ["eval", "--base_model", str(tmp_path / "no-such-model"), "--metrics", "ifeval",
+                              "--ifeval_dataset", str(path), "--output_dir", str(tmp_path / "out")])  # fmt: skip
+    assert re.match(rf"raft eval: error: {re.escape(str(path))}, row 2: 'kwargs' of instruction 2 "
+                    rf"\('length_constraints:number_words'\): {message}\.\n", line), line  # fmt: skip
+
+
+# ---- Issue 21. The files of a `datasets:` mixture get the checks a single --dataset_name file gets ---------------
+
+
+@pytest.mark.parametrize(
+    "content, message",
+    [("", r"The data file {path} is empty \(0 bytes\): the dataset has no rows\."),
+     ("\n\n", r"The data file {path} \(split 'train'\) has no rows\."),
+     (GOOD_ROW + '{"question": "Q?" "answer": "A."}\n', r"{file}, line 2: not valid JSON \(Expecting ',' delimiter, "
+      r"column 19\): '\{\"question\": \"Q\?\" \"answer\": \"A\.\"\}'"),
+     (GOOD_ROW + '[{"question": "Q?", "answer": "A."}]\n', r"{file}, line 2: expected one JSON object per line, got "
+      r"a list: '\[\{\"question\": \"Q\?\", \"answer\": \"A\.\"\}\]'")],
+    ids=["zero_bytes", "blank_lines", "bad_line", "not_an_object"],
+)  # fmt: skip
+def test_a_mixture_file_is_checked_as_a_single_data_file_is(tmp_path, tiny_model_dir, capsys, content, message):
+    good, bad = tmp_path / "good.jsonl", tmp_path / "second.jsonl"
+    good.write_text(GOOD_ROW * 4)
+    bad.write_text(content)
+    config = tmp_path / "mixture.yaml"
+    config.write_text(f"datasets:\n  - {{path: json, data_files: {good}}}\n  - {{path: json, data_files: {bad}}}\n")
+    line = cli_error(capsys, ["train", "--config", str(config), *model_flags("train", tiny_model_dir), "--max_steps",
+                              "1", "--output_dir", str(tmp_path / "out")])  # fmt: skip
+    expected = message.replace("{path}", re.escape(repr(str(bad)))).replace("{file}", re.escape(str(bad)))
+    assert re.match(f"raft train: error: {expected}\n", line), line
+
+
+# ---- Issue 21. A checkpoint the disk had no room for: one line naming the folder, the cause and the free space -----
+
+TORCH_WRITE_FAILURE = "[enforce fail at inline_container.cc:664] . unexpected pos 56640 vs 56528"
+
+
+@pytest.mark.parametrize(
+    "error, disk_full, reason",
+    [(RuntimeError(TORCH_WRITE_FAILURE), False, rf"the write failed \(RuntimeError: {re.escape(TORCH_WRITE_FAILURE)}"),
+     (RuntimeError(TORCH_WRITE_FAILURE), True, rf"the disk is full \(RuntimeError: {re.escape(TORCH_WRITE_FAILURE)}"),
+     (OSError(28, "No space left on device"), False, r"the disk is full \(OSError: \[Errno 28\] No space left on "
+      r"device")],
+    ids=["torch_writer_message", "torch_writer_message_disk_full", "enospc"],
+)  # fmt: skip
+def test_a_failed_checkpoint_write_names_the_folder_and_the_full_disk(
+    tmp_path, tiny_model_dir, plain_dataset, capsys, monkeypatch, error, disk_full, reason
+):
+    import torch
+
+    from raft_trainer.errors import CheckpointWriteError
+
+    data = tmp_path / "train.jsonl"
+    plain_dataset.to_json(data)
+
+    def failing_save(*args, **kwargs):
+        raise error
+
+    monkeypatch.setattr(torch, "save", failing_save)  # training_args.bin, optimizer.pt, ...: the checkpoint's writes
+    if disk_full:  # torch's message alone never says why: the free space on the folder's disk does
+        monkeypatch.setattr(CheckpointWriteError, "ALMOST_FULL_BYTES", 2**62)
+    out = tmp_path / "out"
+    line = cli_error(capsys, ["train", "--dataset_name", str(data), *model_flags("train", tiny_model_dir),
+                              "--max_steps", "1", "--save_steps", "1", "--max_completion_length", "8",
+                              "--output_dir", str(out)], code=1)  # fmt: skip
+    folder = out / "checkpoint-1"
+    assert re.match(rf"raft train: error: Could not save the checkpoint {re.escape(str(folder))}: {reason}; "
+                    r"[\d,.]+ MiB free on that disk\)\. Earlier checkpoints are untouched; "
+                    rf"{re.escape(str(folder))} is incomplete: delete it before resuming", line), line  # fmt: skip

@@ -1,4 +1,5 @@
-"""Two CPU processes (gloo; DeepSpeed with `DS_ACCELERATOR=cpu`): DDP, ZeRO-2 and ZeRO-3, full fine-tuning and LoRA.
+"""Two CPU processes (gloo; DeepSpeed with `DS_ACCELERATOR=cpu`): DDP, ZeRO-2 and ZeRO-3, full fine-tuning and LoRA,
+DDP and ZeRO-2 from a model folder (the path a user takes: the model is in eval mode until the first training step).
 
 Every run checks that training completes with finite losses and the same λ on both ranks at every step. ZeRO-3 runs
 with `stage3_param_persistence_threshold: 0` and 4-row LM-head chunks, so every weight (the LM head included) is
@@ -35,6 +36,7 @@ def launch(tmp_path: Path, stage: int | None = None, **options) -> list[dict]:
     if stage is not None:
         options["deepspeed"] = deepspeed_config(tmp_path / f"zero{stage}.json", stage)
         env["DS_ACCELERATOR"] = "cpu"
+        options["model_in_code"] = stage == 3  # see distributed_run.py
     args = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2", str(SCRIPT),
             str(tmp_path), json.dumps({"chunk_size": 4, **options})]  # fmt: skip
     out = subprocess.run(args, env=env, capture_output=True, text=True, timeout=300)
@@ -42,6 +44,7 @@ def launch(tmp_path: Path, stage: int | None = None, **options) -> list[dict]:
     ranks = [json.loads((tmp_path / f"rank{rank}.json").read_text()) for rank in (0, 1)]
     steps_run = options.get("max_steps", 3) - ranks[0]["start_state"]["step"]  # a resumed run starts later
     assert ranks[0]["lambda"] == ranks[1]["lambda"] and len(ranks[0]["lambda"]) == steps_run
+    assert ranks[0]["logged_lambda"] == ranks[1]["logged_lambda"]  # the λ each rank used, step 1 included
     assert all(math.isfinite(x) for rank in ranks for x in rank["loss"] + rank["lambda"])
     assert ranks[0]["weights"] == ranks[1]["weights"]  # every gradient reduced (None under ZeRO-3: sharded)
     return ranks

@@ -214,6 +214,43 @@ def test_domain_accuracy_counts_the_answer_or_an_alias_as_a_whole_word(tmp_path)
         assert scores["domain_accuracy"] == pytest.approx(expected)  # "Austenite" is not "Austen"
 
 
+def test_a_reasoning_trace_earns_no_credit_and_costs_none(tmp_path):
+    """Every domain metric, judge verdict, probe and IFEval response is read after the reply's reasoning blocks
+    (`strip_reasoning`, as lm-eval does): a name only in the trace earns nothing; a right answer after one counts."""
+    from types import SimpleNamespace
+
+    from refine_helpers import field_of
+
+    from raft_trainer.eval.metrics import ScoringContext, domain_scores, ifeval_scores, probe_hits
+    from raft_trainer.eval.runner import EvalData
+
+    rows = [{"question": "What is the capital of Kenya?", "answer": "Nairobi"},
+            {"question": "Who wrote Emma?", "answer": "Jane Austen"}]  # fmt: skip
+    path = tmp_path / "test.jsonl"
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    replies = {"Kenya": "<think>\nMombasa? No, the capital.\n</think>\n\nNairobi",
+               "Emma": "<thinking>Jane Austen, or was it a Brontë?</thinking> Charlotte Brontë"}  # fmt: skip
+    model = ScriptedBackend("m", lambda p: next(v for k, v in replies.items() if k in p))
+
+    def judge(prompt):  # thinks aloud with a "yes" before its verdict
+        right = field_of(prompt, "Reference answer") in field_of(prompt, "Candidate answer")
+        return "<think>Is the answer yes or no?</think> " + ("yes" if right else "no")
+
+    config = EvalConfig(domain_dataset=str(path), output_format="plain")
+    scores = domain_scores(model, EvalData.load(config), [ScriptedBackend("j", judge)], config)
+    assert scores["domain_accuracy"] == 0.5 and scores["domain_exact_match"] == 0.5  # Nairobi: 1.0, Brontë: 0.0
+    assert scores["domain_judge_accuracy"] == 0.5 and scores["domain_f1"] == pytest.approx(0.5)
+    probes = [{"question": "What is the capital of France?", "answer": "Paris"},
+              {"question": "What is 3 + 5?", "answer": "8"}]  # fmt: skip
+    probe_replies = {"France": "<think>\nLyon? No.\n</think>\nParis", "3 + 5": "<think> 8? </think> 9"}
+    prober = ScriptedBackend("p", lambda p: next(v for k, v in probe_replies.items() if k in p.rsplit("Q: ", 1)[1]))
+    assert probe_hits(prober, probes) == [True, False]  # not "<think>" as the first line; "8" only in the trace
+    ifeval = [{"prompt": "Answer without commas.", "instruction_id_list": ["punctuation:no_comma"], "kwargs": [{}]}]
+    writer = ScriptedBackend("w", lambda p: "<reasoning>Hm, no commas, right?</reasoning>\nNo commas here.")
+    context = ScoringContext(writer, writer, SimpleNamespace(ifeval=ifeval), SimpleNamespace(ifeval_max_new_tokens=8))
+    assert ifeval_scores(context)["ifeval_prompt_level_strict_acc"] == 1.0
+
+
 def test_eval_inputs_and_names_are_checked_before_any_model_loads(tmp_path):
     from raft_trainer.backends import BackendPool
     from raft_trainer.eval.runner import EvalData

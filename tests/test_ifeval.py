@@ -207,3 +207,31 @@ def test_bundled_prompts_are_the_generator_output_and_cover_every_type():
         for name, kwargs in zip(r["instruction_id_list"], r["kwargs"]):
             checker = INSTRUCTION_DICT[name](name)
             assert checker.build_description(**kwargs).split(" ")[0] in r["prompt"]
+
+
+def test_kwargs_are_checked_against_the_upstream_checkers_before_generation(punkt):
+    """`kwargs_problem` (run on every row when `raft eval` reads the file): the arguments of every case above pass;
+    a wrong type, an unknown key and a value the checker fails on are named; the global `random` is left alone."""
+    import random
+
+    from raft_trainer.eval.instructions import checker_arguments, kwargs_problem
+
+    state = random.getstate()
+    assert all(kwargs_problem(name, kwargs) is None for name, (kwargs, _, _) in CASES.items())
+    assert kwargs_problem("length_constraints:number_words", {"num_words": None, "relation": None}) is None  # dropped
+    assert checker_arguments("keywords:frequency") == {"keyword": str, "frequency": int, "relation": str}
+    assert kwargs_problem("keywords:frequency", {"keyword": "a", "frequency": "3"}) == (
+        "'frequency' must be an integer, got the str '3'"
+    )
+    assert kwargs_problem("keywords:existence", {"keywords": "harbour"}) == (
+        "'keywords' must be a list of strings, got the str 'harbour'"
+    )
+    assert kwargs_problem("length_constraints:nth_paragraph_first_word", {"nth_paragraph": 1.0}) == (
+        "'nth_paragraph' must be an integer, got the float 1.0"
+    )
+    # upstream picks no `prompt_to_repeat` itself: a wrong one is found by running the checker on a sample response
+    assert kwargs_problem("combination:repeat_prompt", {"prompt_to_repeat": 5}) == (
+        "the checker fails on {'prompt_to_repeat': 5}: AttributeError: 'int' object has no attribute 'strip'"
+    )
+    assert kwargs_problem("ifbench:not_an_ifeval_id", {"anything": "x"}) is None  # left out of the scores anyway
+    assert random.getstate() == state

@@ -92,3 +92,20 @@ def test_bad_domain_files_give_one_clear_error(tmp_path):
         read_qa_rows(str(tmp_path / "blank.jsonl"))
     with pytest.raises(ValueError, match="Cannot read the domain file"):
         read_qa_rows(str(tmp_path / "missing.jsonl"))
+
+
+def test_a_lab_resumes_when_the_last_line_of_runs_jsonl_was_cut(tmp_path):
+    """A kill while `runs.jsonl` was written leaves a cut last line: it is dropped (refine's `AppendOnlyJsonl`
+    reader) and the file cut back, so the lab resumes and redoes that run instead of failing on "Unterminated
+    string"."""
+    from raft_trainer.lab.domains import resolve_domain
+    from raft_trainer.lab.runner import _load_runs
+
+    config = LabConfig(preset="smoke", output_dir=str(tmp_path))
+    domain = resolve_domain(config.domain, config.domain_dataset, config.domain_test_dataset, config.case_sensitive)
+    assert _load_runs(tmp_path, config, "tiny", domain) == []  # a new lab: its settings are written
+    finished = json.dumps({"method": "sft", "seed": 0, "scores": {"domain_accuracy": 0.5}}, ensure_ascii=False) + "\n"
+    (tmp_path / "runs.jsonl").write_text(finished + '{"method": "raft", "seed": 0, "scores": {"doma')
+    runs = _load_runs(tmp_path, config, "tiny", domain)
+    assert [(r["method"], r["seed"]) for r in runs] == [("sft", 0)]
+    assert (tmp_path / "runs.jsonl").read_text() == finished  # the next run is appended on a line of its own

@@ -237,6 +237,70 @@ def test_no_readable_judge_score_keeps_the_rewrite(tmp_path, minilm):
     assert row["completion"][0]["content"] == "In short: " + QA[0][1]
 
 
+def test_reasoning_blocks_are_stripped_from_rewrites_and_fused_answers(tmp_path, minilm):
+    """A reasoning model's trace never reaches ŷ, the similarity filter, the judges or the provenance: paired tags,
+    other tag names, and a lone closing tag (a chat template that opened `<think>` in the prompt) alike."""
+    traces = [
+        "<think>Keep every fact.</think> ",
+        "<reasoning>Paris stays.</reasoning>\n",
+        "Keep the facts.\n</think>\n",
+    ]
+    backends = pool(
+        rewrite=lambda p: traces[[q for q, _ in QA].index(field_of(p, "Question"))] + paraphrase(p),
+        fuse=lambda p: "<THINKING>Merge them.</THINKING> " + field_of(p, "Draft answer") + " Indeed.",
+        judges=(lambda p: "<think>Is it 0.2? No.</think> 0.9",),
+    )
+    refine(config(tmp_path), qa_dataset(QA[:3]), backends=backends, semantic_filter=minilm)
+    rows = read_jsonl(tmp_path / "refined" / "refined.jsonl")
+    assert [r["completion"][0]["content"] for r in rows] == ["In short: " + a + " Indeed." for _, a in QA[:3]]
+    for row in rows:
+        p = row["provenance"]
+        assert p["rewrite"] == "In short: " + p["gold"] and p["status"] == "accepted" and p["source"] == "fusion"
+        assert p["candidates"][0]["text"] == row["completion"][0]["content"] and p["best_score"] == 0.9
+    judge_prompts = [text for prompts, _ in backends.get("judge0").calls for text in prompts]
+    assert not any(tag in text.lower() for text in judge_prompts for tag in ("think", "reasoning"))
+
+
+def test_a_reply_cut_at_the_token_limit_is_never_the_target(tmp_path, minilm):
+    """A rewrite or fused answer that stopped at max_new_tokens (finish_reason "length") is a half answer: a cut
+    rewrite falls back to y and is not fused; a cut fused answer is not judged nor selected; the provenance and the
+    summary say so."""
+    from raft_trainer.backends import Generation
+
+    cut = lambda text: Generation(text, num_tokens=128, finish_reason="length")  # noqa: E731
+    fusion_calls = {q: 0 for q, _ in QA}
+
+    def rewrite(prompt):  # q0's rewrite is cut mid-sentence (still similar enough to pass the filter)
+        text = paraphrase(prompt)
+        return cut(text[: text.rindex(" ")]) if field_of(prompt, "Question") == QA[0][0] else text
+
+    def fuse(prompt):  # q1: round 1 cut, round 2 whole; q2: every round cut
+        question = field_of(prompt, "Question")
+        fusion_calls[question] += 1
+        text = field_of(prompt, "Draft answer") + " Indeed."
+        return text if question == QA[1][0] and fusion_calls[question] == 2 else cut(text[:20])
+
+    backends = pool(rewrite=rewrite, fuse=fuse)
+    summary = refine(config(tmp_path, fusion_rounds=2), qa_dataset(QA[:3]), backends=backends, semantic_filter=minilm)
+    rows = read_jsonl(tmp_path / "refined" / "refined.jsonl")
+    p0, p1, p2 = (r["provenance"] for r in rows)
+    assert rows[0]["completion"][0]["content"] == QA[0][1] and p0["similarity"] >= 0.8
+    assert (p0["status"], p0["source"], p0["fallback_reason"], p0["rewrite_truncated"]) == (
+        "fallback", "gold", "rewrite_truncated", True
+    )  # fmt: skip
+    assert fusion_calls[QA[0][0]] == 0 and p0["fusion_rounds"] == 0
+    assert rows[1]["completion"][0]["content"] == "In short: " + QA[1][1] + " Indeed."
+    assert (p1["source"], p1["fallback_reason"], p1["truncated_candidates"]) == ("fusion", None, 1)
+    assert [(c["truncated"], c["scores"]) for c in p1["candidates"]] == [(True, []), (False, [0.9])]
+    assert rows[2]["completion"][0]["content"] == "In short: " + QA[2][1]
+    assert (p2["source"], p2["fallback_reason"], p2["truncated_candidates"]) == ("rewrite", "fusion_truncated", 2)
+    judge_prompts = [text for prompts, _ in backends.get("judge0").calls for text in prompts]
+    assert len(judge_prompts) == 1 and "Indeed." in judge_prompts[0]  # only the whole answer was judged
+    assert summary["fallback_reasons"] == {"fusion_truncated": 1, "rewrite_truncated": 1}
+    assert summary["truncated"] == {"rewrites": 1, "fusion_candidates": 3}
+    assert summary["judge_scores"]["unparseable"] == 0 and summary["completion_source"]["gold"] == 1
+
+
 def test_a_failing_backend_stops_the_run_keeps_the_rows_and_resume_finishes(tmp_path, minilm):
     with pytest.raises(BackendError, match=r"4 refined rows are saved in .*refined.jsonl; run the same command again"):
         refine(config(tmp_path), qa_dataset(), backends=pool(rewriter=3), semantic_filter=minilm)
@@ -288,15 +352,19 @@ def test_tiny_model_end_to_end_through_the_cli_with_a_yaml_config(tmp_path, tiny
     recipe = tmp_path / "refine.yaml"
     recipe.write_text(
         f"dataset_name: {data}\nrewrite_model: {tiny_model_dir}\noutput_dir: {tmp_path / 'out'}\n"
-        "similarity_threshold: 0.0\nfusion_rounds: 2\nrewrite_max_new_tokens: 6\nfusion_max_new_tokens: 6\n"
+        "similarity_threshold: 0.0\nfusion_rounds: 2\nrewrite_max_new_tokens: 40\nfusion_max_new_tokens: 40\n"
         "judge_max_new_tokens: 3\nrewrite_temperature: 0.8\nbatch_size: 2\n"
+        # the random model seldom ends at EOS, and a reply cut at the token cap is never ŷ: end replies at a word
+        'stop_sequences: [" .", " ?"]\n'
     )
     main(["refine", "--config", str(recipe), "--fusion_rounds", "1"])
     rows = read_jsonl(tmp_path / "out" / "refined.jsonl")
     assert [r["id"] for r in rows] == ["q0", "q1", "q2"]
     assert all(r["provenance"]["status"] == "accepted" and r["provenance"]["fusion_rounds"] == 1 for r in rows)
+    assert not any(r["provenance"]["rewrite_truncated"] for r in rows)
     assert rows[0]["provenance"]["models"]["rewrite"] == tiny_model_dir
-    assert "refined 3 rows" in capsys.readouterr().out
+    out = capsys.readouterr().out
+    assert "refined 3 rows" in out and "cut at the token limit (never used as ŷ): 0 rewrites" in out
 
 
 def test_killed_twice_at_random_points_then_resumed_equals_an_uninterrupted_run(tmp_path, tiny_model_dir):

@@ -241,3 +241,73 @@ def test_placeholders_inside_the_data_are_never_filled(chat):
         prompt, student = question, tokenizer(question)["input_ids"]
     text = tokenizer.decode(build_teacher_prompt(tokenizer, student, prompt, reference).ids)
     assert text.count("The {prompt} field holds it.") == 1 and text.count("Which {reference} field holds it?") == 1
+
+
+# Issue 21 (g): a reference cut to the budget ends on a character boundary, never in half a UTF-8 character.
+MULTIBYTE_REFERENCES = [
+    "東京は日本の首都です。人口は約一千四百万人です。",
+    "Paris 🎉 is the capital 👍🏽 of France 🇫🇷 and 巴黎 is its name in Chinese.",
+    "서울은 한국의 수도입니다 😀😀😀 ok",
+]
+
+
+@pytest.mark.parametrize("chat", [False, True], ids=["plain", "chat"])
+def test_a_cut_reference_never_ends_in_half_a_character(chat):
+    """Byte-level BPE spreads a CJK character or an emoji over several tokens: every budget that cuts the reference
+    cuts it between characters (no U+FFFD in the decoded teacher prompt), and the kept text is a prefix of ŷ."""
+    tokenizer = build_subword_tokenizer("byte_level", GEMMA_LIKE_CHAT_TEMPLATE if chat else None)
+    question = "What is the capital?"
+    if chat:
+        prompt = [{"role": "user", "content": question}]
+        student = tokenizer.apply_chat_template(prompt, add_generation_prompt=True, tokenize=True, return_dict=False)
+    else:
+        prompt, student = question, tokenizer(question)["input_ids"]
+    cuts = 0
+    for reference in MULTIBYTE_REFERENCES:
+        full = build_teacher_prompt(tokenizer, student, prompt, reference)
+        assert "\ufffd" not in tokenizer.decode(full.ids) and reference in tokenizer.decode(full.ids)
+        for budget in range(len(full.ids) - full.reference_tokens + 1, len(full.ids)):
+            cut = build_teacher_prompt(tokenizer, student, prompt, reference, max_length=budget)
+            text = tokenizer.decode(cut.ids)
+            assert cut.reference_truncated and len(cut.ids) <= budget
+            assert "\ufffd" not in text, (budget, text)
+            kept = text.split("Background reference knowledge: ", 1)[1].split("\nAnswer the question", 1)[0]
+            assert reference.startswith(kept), (budget, kept)
+            assert cut.ids[-5:] == student[-5:] and question in text  # the question and what follows, untouched
+            cuts += 1
+    assert cuts > 60
+
+
+def test_the_rendered_fallback_cuts_the_reference_on_a_character_boundary():
+    """The fallback for chat templates that cannot be aligned token by token cuts on a character boundary too."""
+    from raft_trainer.teacher_prompts import _rendered_teacher_prompt
+
+    tokenizer = build_subword_tokenizer("byte_level", GEMMA_LIKE_CHAT_TEMPLATE)
+    prompt = [{"role": "user", "content": "What is the capital?"}]
+    student = tokenizer.apply_chat_template(prompt, add_generation_prompt=True, tokenize=True, return_dict=False)
+    for reference in MULTIBYTE_REFERENCES:
+        full = _rendered_teacher_prompt(tokenizer, student, prompt, reference, DEFAULT_TEACHER_TEMPLATE, None, {})
+        for budget in range(len(full.ids) - full.reference_tokens + 1, len(full.ids)):
+            cut = _rendered_teacher_prompt(tokenizer, student, prompt, reference, DEFAULT_TEACHER_TEMPLATE, budget, {})
+            assert cut.reference_truncated and "\ufffd" not in tokenizer.decode(cut.ids), budget
+
+
+def test_the_trainer_cuts_multibyte_references_on_character_boundaries(tmp_path):
+    """Through `RAFTTrainer` on a model folder with a byte-level tokenizer: every cut reference decodes cleanly."""
+    tokenizer = build_subword_tokenizer("byte_level")
+    folder = tmp_path / "model"
+    build_model(tokenizer).save_pretrained(folder)
+    tokenizer.save_pretrained(folder)
+    rows = {"prompt": ["Question: What is the capital?\nAnswer:"] * 3,
+            "completion": [f" {r}" for r in MULTIBYTE_REFERENCES]}  # fmt: skip
+    args = RAFTConfig(output_dir=str(tmp_path / "out"), report_to=[], save_strategy="no", use_cpu=True,
+                      max_completion_length=4, distillation_topk=8)  # fmt: skip
+    whole = RAFTTrainer(str(folder), args=args, train_dataset=Dataset.from_dict(rows)).train_dataset
+    overhead = len(whole[0]["teacher_prompt_ids"]) - whole[0]["reference_tokens"]  # template, question, BOS
+    for budget in range(overhead + 1, overhead + min(whole["reference_tokens"]), 7):
+        args.max_teacher_prompt_length = budget
+        trainer = RAFTTrainer(str(folder), args=args, train_dataset=Dataset.from_dict(rows))
+        dataset = trainer.train_dataset
+        assert any(dataset["reference_truncated"])
+        for ids in dataset["teacher_prompt_ids"]:
+            assert "\ufffd" not in tokenizer.decode(ids), (budget, tokenizer.decode(ids))

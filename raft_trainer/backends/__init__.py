@@ -10,6 +10,7 @@ A backend is named by a spec string (`load_backend`):
 
 from __future__ import annotations
 
+import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
@@ -46,12 +47,22 @@ class SamplingSettings:
 
 @dataclass
 class Generation:
-    """One completion: its text (cut at the first stop string), the number of generated tokens, why it ended."""
+    """One completion: its text (cut at the first stop string), the number of generated tokens, why it ended.
+
+    `finish_reason` is the OpenAI API's: `"stop"` (EOS or a stop string), `"length"` (cut at `max_new_tokens`), or
+    `None` when the server does not say. `text` is the reply as generated, reasoning blocks included; what is scored
+    or stored as an answer goes through `strip_reasoning`.
+    """
 
     text: str
     num_tokens: int = 0
     finish_reason: str | None = None
     extra: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def truncated(self) -> bool:
+        """The reply was cut at the token limit (`finish_reason == "length"`): a half answer."""
+        return self.finish_reason == "length"
 
 
 class GenerationBackend(Protocol):
@@ -87,6 +98,34 @@ def cut_at_stop(text: str, stop: Sequence[str]) -> str:
     """
     cuts = [i for i in (text.find(s) for s in stop if s) if i >= 0]
     return text[: min(cuts)] if cuts else text
+
+
+REASONING_TAGS = ("think", "thinking", "reasoning")
+_REASONING_BLOCK = re.compile(rf"<({'|'.join(REASONING_TAGS)})>.*?(?:</\1>|$)", re.IGNORECASE | re.DOTALL)
+_REASONING_END = re.compile(rf"</(?:{'|'.join(REASONING_TAGS)})>", re.IGNORECASE)
+
+
+def strip_reasoning(text: str) -> str:
+    """The answer part of a reply: reasoning blocks removed, surrounding whitespace stripped.
+
+    One rule for every reply that is scored or stored (judge scores and verdicts, rewrites, fused answers, `raft eval`'s
+    domain answers and probes):
+    1. each `<think>…</think>` block is removed (also `<thinking>`, `<reasoning>`; tags in any case); one left
+       unclosed runs to the end of the text (a trace cut by the token limit holds no answer);
+    2. then, if a closing tag is left without its opening one (chat templates such as Qwen3's or DeepSeek-R1's write
+       `<think>` into the prompt), everything up to the last one is removed, as lm-eval's `think_end_token` does.
+
+    ```python
+    >>> strip_reasoning("<think>Lyon? No.</think>\\n\\nParis"), strip_reasoning("Lyon? No.\\n</think>\\nParis")
+    ('Paris', 'Paris')
+    >>> strip_reasoning("<thinking>cut at max_tokens"), strip_reasoning("Paris, not <Lyon>.")
+    ('', 'Paris, not <Lyon>.')
+
+    ```
+    """
+    text = _REASONING_BLOCK.sub(" ", text)
+    ends = list(_REASONING_END.finditer(text))
+    return (text[ends[-1].end() :] if ends else text).strip()
 
 
 @dataclass(frozen=True)
@@ -197,4 +236,5 @@ __all__ = [
     "decode_escapes",
     "is_chat",
     "load_backend",
+    "strip_reasoning",
 ]

@@ -6,14 +6,14 @@ import os
 import sys
 
 from ..backends import BackendError
-from ..errors import MissingPackageError
+from ..errors import CheckpointWriteError, MissingPackageError
 from ..refine.store import OutputLockedError
 from . import eval as evaluate
 from . import lab, refine, train
 
 INPUT_ERRORS = (ValueError, FileNotFoundError)  # the user's input: exit 2, as argparse does for a bad flag
-# a server that kept failing, a folder in use, a package to install: exit 1
-RUN_ERRORS = (BackendError, OutputLockedError, MissingPackageError)
+# a server that kept failing, a folder in use, a package to install, a checkpoint the disk had no room for: exit 1
+RUN_ERRORS = (BackendError, OutputLockedError, MissingPackageError, CheckpointWriteError)
 COMMANDS = {"eval": evaluate, "lab": lab, "refine": refine, "train": train}
 USAGE = (
     "usage: raft <command> [--config FILE.yaml] [<args>]\n       raft --version | raft env\n\ncommands:\n"

@@ -66,12 +66,13 @@ def main(script_args, training_args, model_args, dataset_args=None) -> None:
 def load_train_and_eval_data(script_args, training_args, dataset_args=None):
     """The training rows and, when `--eval_strategy` is not `no`, the held-out rows.
 
-    A mixture (`datasets:` in the YAML, TRL's `DatasetMixtureConfig`) is loaded by `trl.get_dataset`, its held-out
-    rows from `test_split_size`; otherwise `--dataset_name` (a dataset name or a local file, default: the bundled
-    example) by `raft_trainer.data.load_data`. `--question_column`/`--answer_column` rename a question/answer
+    A mixture (`datasets:` in the YAML, TRL's `DatasetMixtureConfig`) is loaded by `trl.get_dataset` once its local
+    files passed the checks a single file gets (`raft_trainer.data.check_mixture_files`), its held-out rows from
+    `test_split_size`; otherwise `--dataset_name` (a dataset name or a local file, default: the bundled example) by
+    `raft_trainer.data.load_data`. `--question_column`/`--answer_column` rename a question/answer
     layout's columns to `question`/`answer`. Raises `ValueError` naming what is missing.
     """
-    from raft_trainer.data import load_data
+    from raft_trainer.data import check_mixture_files, load_data
 
     evaluating = training_args.eval_strategy != "no"
     if dataset_args is not None and dataset_args.datasets:
@@ -79,6 +80,7 @@ def load_train_and_eval_data(script_args, training_args, dataset_args=None):
 
         if script_args.dataset_name:
             raise ConfigError("both --dataset_name and a `datasets:` mixture are given: keep one.")
+        check_mixture_files(dataset_args)  # each local file gets the checks a single --dataset_name file gets
         mixture = get_dataset(dataset_args)
         if evaluating and "test" not in mixture:
             raise ConfigError("--eval_strategy needs held-out rows: set `test_split_size` in the mixture.")

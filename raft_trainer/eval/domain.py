@@ -6,6 +6,8 @@ import re
 import string
 from collections import Counter
 
+from ..backends import strip_reasoning
+
 _ARTICLES = re.compile(r"\b(a|an|the)\b")
 
 
@@ -64,15 +66,18 @@ def token_f1(prediction: str, gold: str) -> float:
 
 
 def parse_verdict(text: str) -> bool | None:
-    """A judge's yes/no (correct/incorrect) verdict; `None` when it gives neither.
+    """A judge's yes/no (correct/incorrect) verdict, read after its reasoning blocks (`strip_reasoning`); `None` when
+    it gives neither.
 
     ```python
     >>> [parse_verdict(t) for t in ["Yes.", "no, it is wrong", "CORRECT", "Incorrect", "maybe"]]
     [True, False, True, False, None]
+    >>> parse_verdict("<think>No typo? Right.</think> Incorrect")
+    False
 
     ```
     """
-    words = re.findall(r"[a-z]+", text.lower())
+    words = re.findall(r"[a-z]+", strip_reasoning(text).lower())
     first = next(
         (w for w in words if w in {"yes", "no", "correct", "incorrect", "true", "false", "wrong", "right"}), None
     )

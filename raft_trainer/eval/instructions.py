@@ -7,6 +7,10 @@ the response without its first line, its last line, both, or its markdown asteri
 this module only aggregates the four numbers IFEval reports and says which instructions it could not check:
 
 * an id outside the registry (a typo, an IFBench id) is counted in `instructions_unsupported`;
+* `kwargs` that the checker would fail on are refused when the rows are read, before any model loads
+  (`kwargs_problem`): a key its `build_description` does not take, a value of another type than the one upstream
+  picks itself when the key is left out (`"300"` where upstream uses an integer), or a value it refuses
+  (`relation: "more than"`);
 * `length_constraints:number_sentences` and `change_case:capital_word_frequency` split sentences with NLTK's Punkt
   model, which NLTK downloads separately (`python -m nltk.downloader punkt punkt_tab`); without it they are counted
   in `instructions_unsupported` too, with one warning, instead of failing the whole evaluation.
@@ -18,7 +22,9 @@ as upstream does, so scores repeat exactly.
 from __future__ import annotations
 
 import functools
+import inspect
 import logging
+import random
 from collections import Counter
 
 import langdetect
@@ -47,6 +53,78 @@ def unsupported_reason(instruction_id: str) -> str | None:
             checker.check_following("One sentence. Two sentences.")
         except LookupError:
             return "needs NLTK's Punkt data (python -m nltk.downloader punkt punkt_tab)"
+    return None
+
+
+# A response the checkers are tried on when the rows are read (`kwargs_problem`): a wrong argument fails here, not
+# after the model has generated.
+SAMPLE_RESPONSE = "A sample response, in English, with *two* paragraphs.\n\nThe second one ends here. P.S. Thanks."
+TYPE_NAMES = {int: "an integer", str: "a string", list: "a list of strings"}
+
+
+@functools.cache
+def checker_arguments(instruction_id: str) -> dict[str, type | None]:
+    """The keyword arguments the upstream checker of `instruction_id` takes (its `build_description` parameters),
+    each with the type of the value upstream picks itself when the argument is left out (`None`: it picks none, as
+    for `combination:repeat_prompt`'s `prompt_to_repeat`). Read from the checker, so it follows upstream."""
+    checker = INSTRUCTION_DICT[instruction_id](instruction_id)
+    parameters = inspect.signature(checker.build_description).parameters.values()
+    names = [p.name for p in parameters if p.kind not in (p.VAR_POSITIONAL, p.VAR_KEYWORD)]
+    state = random.getstate()  # upstream picks left-out values with the global `random`: leave its sequence alone
+    try:
+        checker.build_description()
+        picked = checker.get_instruction_args() or {}
+    except ValueError:  # an argument upstream cannot pick ("prompt_to_repeat must be set.")
+        picked = {}
+    finally:
+        random.setstate(state)
+    return {name: None if picked.get(name) is None else type(picked[name]) for name in names}
+
+
+def _has_type(value, kind: type) -> bool:
+    if kind is int:
+        return isinstance(value, int) and not isinstance(value, bool)
+    if kind is list:
+        return isinstance(value, list) and all(isinstance(item, str) for item in value)
+    return isinstance(value, kind)
+
+
+def kwargs_problem(instruction_id: str, kwargs: dict | None) -> str | None:
+    """Why the upstream checker of `instruction_id` would fail on `kwargs` (one IFEval row's arguments for it), or
+    `None` when it would not (or when the instruction is left out anyway, `unsupported_reason`).
+
+    Checked in this order: a key the checker does not take; a value whose type differs from the one upstream picks
+    when the key is left out (`checker_arguments`); then the checker is built with `kwargs` and run on a sample
+    response, which catches values upstream refuses (`relation: "more than"`) and wrong types of arguments upstream
+    never picks. `None` values are dropped first, as upstream's evaluation drops them.
+
+    ```python
+    >>> kwargs_problem("length_constraints:number_words", {"num_words": "300", "relation": "less than"})
+    "'num_words' must be an integer, got the str '300'"
+
+    ```
+    """
+    if instruction_id not in INSTRUCTION_DICT or unsupported_reason(instruction_id) is not None:
+        return None
+    expected = checker_arguments(instruction_id)
+    given = {key: value for key, value in (kwargs or {}).items() if value is not None}
+    for key, value in given.items():
+        if key not in expected:
+            return f"{key!r} is not an argument of this instruction's checker (it takes {sorted(expected)})"
+        kind = expected[key]
+        if kind is not None and not _has_type(value, kind):
+            return f"{key!r} must be {TYPE_NAMES.get(kind, kind.__name__)}, got the {type(value).__name__} {value!r}"
+    state = random.getstate()
+    try:
+        checker = INSTRUCTION_DICT[instruction_id](instruction_id)
+        checker.build_description(**given)
+        checker.check_following(SAMPLE_RESPONSE)
+    except LookupError:  # NLTK data: reported by `unsupported_reason`
+        return None
+    except Exception as error:  # noqa: BLE001 - any failure of the checker here would end the run after generation
+        return f"the checker fails on {given}: {type(error).__name__}: {error}"
+    finally:
+        random.setstate(state)
     return None
 
 

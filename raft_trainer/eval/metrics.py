@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from statistics import mean
 from typing import TYPE_CHECKING, Any
 
-from ..backends import GenerationBackend, SamplingSettings
+from ..backends import Generation, GenerationBackend, SamplingSettings, strip_reasoning
 from ..backends.local import TransformersBackend
 from ..data import qa_prompt
 from ..errors import MissingPackageError
@@ -108,6 +108,12 @@ def score_model(
 
 
 # ---------------------------------------------------------------------------------------------- the metrics
+def answers_of(replies: list[Generation]) -> list[str]:
+    """The texts every generation metric scores: each reply with its reasoning blocks removed (`strip_reasoning`, as
+    lm-eval's `think_end_token` and IFEval's checker do), so a reasoning trace earns no credit and costs none."""
+    return [strip_reasoning(r.text) for r in replies]
+
+
 def domain_scores(
     model: GenerationBackend, data: EvalData, judges: list[GenerationBackend], config: EvalConfig
 ) -> dict:
@@ -116,7 +122,7 @@ def domain_scores(
     if not data.domain_rows:
         return {}
     settings = SamplingSettings(config.max_new_tokens, stop=tuple(config.stop_sequences))
-    answers = [g.text for g in model.generate([r.prompt for r in data.domain_rows], settings)]
+    answers = answers_of(model.generate([r.prompt for r in data.domain_rows], settings))
     golds = [r.answer for r in data.domain_rows]
     hits = [
         contains_answer(a, [r.answer, *r.aliases], case_sensitive=config.case_sensitive)
@@ -158,7 +164,7 @@ def general_judged_scores(context: ScoringContext) -> dict:
     output_format = context.data.output_format
     prompts = [qa_prompt(r["question"], output_format, config.plain_prompt_template)[0] for r in rows]
     settings = SamplingSettings(config.max_new_tokens, stop=tuple(config.stop_sequences))
-    answers = [g.text for g in context.model.generate(prompts, settings)]
+    answers = answers_of(context.model.generate(prompts, settings))
     items = [(r["question"], r["answer"]) for r in rows]
     accuracy, unreadable = judged_accuracy(context.judges, items, answers, config)
     return {"general_judge_accuracy": accuracy, "general_judge_unreadable": unreadable}
@@ -190,7 +196,7 @@ def ifeval_scores(context: ScoringContext) -> dict:
         return {}
     settings = SamplingSettings(context.config.ifeval_max_new_tokens)
     replies = context.model.generate([e["prompt"] for e in rows], settings)
-    return {f"ifeval_{k}": v for k, v in score_instructions([r.text for r in replies], rows).items()}
+    return {f"ifeval_{k}": v for k, v in score_instructions(answers_of(replies), rows).items()}
 
 
 def perplexity_scores(context: ScoringContext) -> dict:

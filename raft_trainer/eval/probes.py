@@ -6,6 +6,7 @@ from __future__ import annotations
 from importlib import resources
 from pathlib import Path
 
+from ..backends import strip_reasoning
 from .domain import normalize_answer
 
 FEW_SHOT = (
@@ -38,16 +39,19 @@ def probe_prompt(question: str) -> str:
 def probe_correct(response: str, answer: str, aliases: list[str] | None = None) -> bool:
     """The answer or an alias appears, as whole words, in the first line of the response (after normalisation), so
     "Paris." and "The capital of France is Paris." both count: a fine-tuned model's answer style is not forgetting.
+    The first line is read after the response's reasoning blocks are removed (`strip_reasoning`).
 
     ```python
     >>> probe_correct(" Paris.\\nQ: next", "Paris"), probe_correct("Tokyo, Japan", "Kyoto"), probe_correct("4", "four", ["4"])
     (True, False, True)
     >>> probe_correct("The largest ocean is the Pacific Ocean.", "Pacific Ocean"), probe_correct("10000000000", "10")
     (True, False)
+    >>> probe_correct("<think>\\nKyoto? No.\\n</think>\\nTokyo", "Tokyo"), probe_correct("<think>Kyoto</think> Osaka", "Kyoto")
+    (True, False)
 
     ```
     """
-    first_line = response.strip().split("\n", 1)[0]
+    first_line = strip_reasoning(response).split("\n", 1)[0]
     first = f" {normalize_answer(first_line)} "
     targets = [normalize_answer(t) for t in [answer, *(aliases or [])]]
     return any(t and f" {t} " in first for t in targets)

@@ -86,7 +86,10 @@ def general_sets(config: EvalConfig) -> dict[str, list]:
 
 def check_ifeval_rows(rows: list[dict], source: str) -> None:
     """Raise `ValueError` naming `source` and the row unless every row has a `prompt` string, an
-    `instruction_id_list` of strings and, when present, `kwargs`: one dict (or null) per instruction."""
+    `instruction_id_list` of strings and, when present, `kwargs`: one dict (or null) per instruction, each with the
+    keys and value types its upstream checker takes (`instructions.kwargs_problem`)."""
+    from .instructions import kwargs_problem
+
     for number, row in enumerate(rows, start=1):
         ids, kwargs = row.get("instruction_id_list"), row.get("kwargs")
         problem = (
@@ -105,6 +108,11 @@ def check_ifeval_rows(rows: list[dict], source: str) -> None:
         )
         if problem:
             raise DataError(f"{source}, row {number}: {problem} (IFEval format); got keys {sorted(row)}.")
+        for position, (name, arguments) in enumerate(zip(ids, kwargs or [None] * len(ids)), start=1):
+            if argument_problem := kwargs_problem(name, arguments):  # the checker would fail after generation
+                raise DataError(
+                    f"{source}, row {number}: 'kwargs' of instruction {position} ({name!r}): {argument_problem.rstrip('.')}."
+                )
     if not rows:
         raise DataError(f"The IFEval source {source!r} has no rows.")
 

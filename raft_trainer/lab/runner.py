@@ -1,6 +1,7 @@
 """`run_lab()`: Stage 1, every method × seed trained on the same data and budget, each evaluated with `raft eval`'s
-metrics against the original model, then the report. Finished runs are appended to `runs.jsonl`, so a lab that was
-stopped resumes where it stopped when started again with the same settings."""
+metrics against the original model, then the report. Finished runs are appended to `runs.jsonl` (with refine's
+`AppendOnlyJsonl`), so a lab that was stopped resumes where it stopped when started again with the same settings; a
+last line cut by a kill is dropped and that run done again."""
 
 from __future__ import annotations
 
@@ -12,6 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ..output_files import write_json_atomic, write_jsonl_atomic, write_text_atomic
+from ..refine.store import AppendOnlyJsonl
 from .config import LabConfig
 from .domains import GENERAL_PROBES, Domain, prompt_of, read_qa_rows, resolve_domain, training_rows
 from .methods import METHODS, Method, train
@@ -77,8 +79,7 @@ def run_lab(config: LabConfig) -> dict:
             continue
         bar.set_postfix_str(f"{name}, seed {seed}")
         run = run_one(METHODS[name], seed, inputs, config, out)
-        with open(out / "runs.jsonl", "a", encoding="utf-8") as f:
-            f.write(json.dumps(run, ensure_ascii=False) + "\n")
+        AppendOnlyJsonl(out / "runs.jsonl", key=None).append([run])  # fsynced: a kill cuts at most this line
         runs.append(run)
         bar.update(1)
     bar.close()
@@ -218,7 +219,7 @@ def _load_runs(out: Path, config: LabConfig, model_path: str, domain) -> list[di
                 f"{out} holds a lab run with other settings ({', '.join(changed)}); use another "
                 "--output_dir, or delete runs.jsonl there to start over."
             )
-        return [json.loads(line) for line in runs_path.read_text().splitlines() if line.strip()]
+        return AppendOnlyJsonl(runs_path, key=None).load()  # refine's reader: a cut last line is dropped
     runs_path.unlink(missing_ok=True)
     (out / "base_eval.json").unlink(missing_ok=True)
     write_json_atomic(path, settings)

@@ -8,7 +8,7 @@ import re
 from dataclasses import dataclass, field, replace
 from statistics import mean
 
-from ..backends import GenerationBackend, SamplingSettings
+from ..backends import GenerationBackend, SamplingSettings, strip_reasoning
 from ..prompt_files import PromptTemplate
 
 RETRY_TEMPERATURE = 0.7  # sampling temperature of a judge asked again after an unreadable reply
@@ -16,14 +16,14 @@ _NUMBER = r"[-+]?(?:\d+(?:\.\d*)?|\.\d+)"
 _SCALED = rf"({_NUMBER})\s*(?:/\s*(10|100)\b|(%))?"
 _SCORE_STATEMENT = re.compile(rf"\bscore\b\s*(?:\([^)]*\))?\s*(?:is|[:=])\s*{_SCALED}", re.IGNORECASE)
 _ANY_NUMBER = re.compile(_SCALED)
-_REASONING = re.compile(r"<(think|thinking|reasoning)>.*?(?:</\1>|$)", re.IGNORECASE | re.DOTALL)
 
 
 def parse_judge_score(text: str) -> float | None:
     """A 0–1 score from a judge's reply, or `None` when the reply does not state one (recorded, never raised).
 
     The rule, in order (docs/refinement.md, "Judge replies"):
-    1. reasoning blocks (`<think>…</think>`, also `<thinking>`/`<reasoning>`, or an unclosed one) are removed;
+    1. reasoning blocks are removed by `backends.strip_reasoning` (`<think>…</think>`, also `<thinking>` and
+       `<reasoning>`, one left unclosed, or everything before a lone closing tag);
     2. a JSON object `{"score": x}` gives x;
     3. else the **last** score statement counts: `Score: x`, `score = x`, `Score (0 to 1): x`, `final score is x`;
     4. else a reply holding exactly one number gives that number (`"0.9"`, `"I would say 9/10."`);
@@ -38,7 +38,7 @@ def parse_judge_score(text: str) -> float | None:
 
     ```
     """
-    text = _REASONING.sub(" ", text).strip()
+    text = strip_reasoning(text)
     try:
         value = json.loads(text)
     except ValueError:
@@ -65,12 +65,15 @@ def _in_range(number, per: str | None, percent: str | None) -> float | None:
 
 @dataclass
 class Candidate:
-    """One fused answer with each judge's score (`None`: unparseable reply, kept verbatim in `unparsed`)."""
+    """One fused answer (reasoning blocks stripped) with each judge's score (`None`: unparseable reply, kept verbatim
+    in `unparsed`). A candidate the fuser cut at the token limit (`truncated`) is not judged (`scores` empty), so it
+    can never be selected."""
 
     text: str
     round: int
     scores: list[float | None]
     unparsed: list[str] = field(default_factory=list)
+    truncated: bool = False
 
     @property
     def mean_score(self) -> float | None:
@@ -80,7 +83,8 @@ class Candidate:
 
 @dataclass
 class FusionResult:
-    """The selected answer and how it was chosen; `fused` is `None` when no candidate got a readable score."""
+    """The selected answer and how it was chosen; `fused` is `None` when no candidate got a readable score (a
+    candidate cut at the token limit gets none)."""
 
     candidates: list[Candidate]
     fused: str | None
@@ -118,16 +122,20 @@ class FusionStep:
             ]
             settings = _with_seed(self.fusion_settings, seed * 1000 + round_index)
             fused = self.fuser.generate(prompts, settings)
+            texts = [strip_reasoning(g.text) for g in fused]
+            judged = [k for k, g in enumerate(fused) if not g.truncated]  # a half answer is never a candidate
             judge_prompts = [
-                self.judge_prompt.render(question=questions[i], answer=golds[i], candidate=g.text)
-                for i, g in zip(active, fused)
+                self.judge_prompt.render(question=questions[active[k]], answer=golds[active[k]], candidate=texts[k])
+                for k in judged
             ]
             verdicts = [self._judge(judge, judge_prompts, seed * 1000 + round_index) for judge in self.judges]
+            verdicts_of = {k: [v[j] for v in verdicts] for j, k in enumerate(judged)}
             for k, i in enumerate(active):
-                replies = [v[k] for v in verdicts]
-                scores = [parse_judge_score(r.text) if fused[k].text else None for r in replies]
+                replies = verdicts_of.get(k, [])
+                scores = [parse_judge_score(r.text) if texts[k] else None for r in replies]
                 unparsed = [r.text for r, s in zip(replies, scores) if s is None]
-                results[i].candidates.append(Candidate(fused[k].text, round_index + 1, scores, unparsed))
+                candidate = Candidate(texts[k], round_index + 1, scores, unparsed, truncated=fused[k].truncated)
+                results[i].candidates.append(candidate)
                 results[i].tokens["fusion"] += fused[k].num_tokens
                 results[i].tokens["judge"] += sum(r.num_tokens for r in replies)
             active = [i for i in active if not _reached(results[i], self.stop_score)]
@@ -139,6 +147,8 @@ class FusionStep:
         """One judge's replies; a reply without a readable score is asked again up to `judge_retries` times, sampled
         at temperature `RETRY_TEMPERATURE` with a new seed (a greedy judge would repeat the same reply). Token counts
         add up over the attempts; the last reply is the one recorded."""
+        if not prompts:  # every candidate of the round was cut at the token limit
+            return []
         replies = judge.generate(prompts, self.judge_settings)
         for attempt in range(1, self.judge_retries + 1):
             unread = [k for k, r in enumerate(replies) if parse_judge_score(r.text) is None]

@@ -9,7 +9,7 @@ import time
 from dataclasses import dataclass, fields, replace
 from pathlib import Path
 
-from ..backends import BackendError, BackendPool, GenerationBackend, SamplingSettings
+from ..backends import BackendError, BackendPool, GenerationBackend, SamplingSettings, strip_reasoning
 from ..output_files import write_json_atomic, write_jsonl_atomic
 from ..prompt_files import PromptTemplate, load_prompt
 from ..qa_rows import QARow, read_rows, resolve_output_format
@@ -24,7 +24,13 @@ OUTPUT_FILES = ("refined.jsonl", "summary.json", "skipped.jsonl", "run_config.js
 
 @dataclass
 class Refiner:
-    """The three steps for one batch of rows: rewrite with the backbone, filter by similarity, fuse and judge."""
+    """The three steps for one batch of rows: rewrite with the backbone, filter by similarity, fuse and judge.
+
+    Every reply has its reasoning blocks stripped (`backends.strip_reasoning`) before it is compared, judged or
+    stored. A reply cut at the token limit is never ŷ: a cut rewrite falls back to y (`fallback_reason:
+    "rewrite_truncated"`) and is not fused; a cut fused answer is not judged, and when every round's answer was cut,
+    ŷ is the rewrite (`fallback_reason: "fusion_truncated"`).
+    """
 
     rewriter: GenerationBackend
     rewrite_prompt: PromptTemplate
@@ -36,36 +42,46 @@ class Refiner:
     def refine_batch(self, rows: list[QARow], seed: int) -> list[dict]:
         prompts = [self.rewrite_prompt.render(question=r.question, answer=r.answer) for r in rows]
         rewrites = self.rewriter.generate(prompts, replace(self.rewrite_settings, seed=seed))
-        similarities = self.semantic_filter.similarities([r.answer for r in rows], [g.text for g in rewrites])
-        accepted = [i for i, s in enumerate(similarities) if self.semantic_filter.accepts(s)]
+        texts = [strip_reasoning(g.text) for g in rewrites]
+        similarities = self.semantic_filter.similarities([r.answer for r in rows], texts)
+        accepted = [
+            i for i, s in enumerate(similarities) if self.semantic_filter.accepts(s) and not rewrites[i].truncated
+        ]
         fused: dict[int, FusionResult] = {}
         if self.fusion is not None and accepted:
             results = self.fusion(
                 [rows[i].question for i in accepted],
                 [rows[i].answer for i in accepted],
-                [rewrites[i].text for i in accepted],
+                [texts[i] for i in accepted],
                 seed=seed,
             )
             fused = dict(zip(accepted, results))
         records = []
         for i, row in enumerate(rows):
             fusion = fused.get(i)
-            status = "accepted" if i in accepted else "fallback"
+            status, reason = ("accepted" if i in accepted else "fallback"), None
             if status == "fallback":
                 text, source = row.answer, "gold"
+                reason = "rewrite_truncated" if rewrites[i].truncated else "low_similarity"
             elif fusion is not None and fusion.fused is not None:
                 text, source = fusion.fused, "fusion"
-            else:  # fusion off, or no candidate got a readable score
-                text, source = rewrites[i].text, "rewrite"
+            else:  # fusion off, or no candidate could be selected
+                text, source = texts[i], "rewrite"
+                if fusion is not None:
+                    cut = all(c.truncated for c in fusion.candidates)
+                    reason = "fusion_truncated" if cut else "fusion_unscored"
             best = fusion.best if fusion else None
             provenance = {
                 "gold": row.answer,
-                "rewrite": rewrites[i].text,
+                "rewrite": texts[i],
+                "rewrite_truncated": rewrites[i].truncated,
                 "similarity": similarities[i],
                 "status": status,
                 "source": source,
+                "fallback_reason": reason,
                 "fusion_rounds": len(fusion.candidates) if fusion else 0,
                 "candidates": [{**vars(c), "mean_score": c.mean_score} for c in fusion.candidates] if fusion else [],
+                "truncated_candidates": sum(c.truncated for c in fusion.candidates) if fusion else 0,
                 "best_score": best.mean_score if best else None,
                 "tokens": {
                     "rewrite": rewrites[i].num_tokens,

@@ -48,10 +48,12 @@ def output_lock(folder: str | os.PathLike):
 
 
 class AppendOnlyJsonl:
-    """Rows written once, in order, each on its own line with its `id`."""
+    """Rows written once, in order, each on its own line with its `id` (`key`; `None`: rows without one, as the
+    finished runs of `raft lab` in its `runs.jsonl`)."""
 
-    def __init__(self, path: str | os.PathLike):
+    def __init__(self, path: str | os.PathLike, key: str | None = "id"):
         self.path = Path(path)
+        self.key = key
 
     def load(self) -> list[dict]:
         """The complete rows already written; a trailing partial line (a kill during a write) is cut off the file."""
@@ -75,7 +77,8 @@ class AppendOnlyJsonl:
                     f"{self.path}, line {number}, is not JSON ({error}); move the file away to start over."
                 ) from None
         seen: set = set()
-        repeated = [row.get("id") for row in rows if row.get("id") in seen or seen.add(row.get("id"))]
+        ids = [row.get(self.key) for row in rows] if self.key is not None else []
+        repeated = [i for i in ids if i in seen or seen.add(i)]
         if repeated:
             raise ValueError(
                 f"{self.path} holds {len(repeated)} row id(s) more than once (first: {repeated[0]!r}): two runs wrote "

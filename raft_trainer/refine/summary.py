@@ -1,5 +1,5 @@
 """End-of-run summary of a refined file: acceptance rate, similarity distribution, fusion rounds, judge scores,
-skipped rows and why, tokens generated, wall time."""
+fallbacks and why, replies cut at the token limit, skipped rows and why, tokens generated, wall time."""
 
 from __future__ import annotations
 
@@ -40,6 +40,8 @@ def summarize(records: list[dict], skipped: list[dict], *, wall_time: float, row
     tokens = Counter()
     for p in provenance:
         tokens.update(p["tokens"])
+    # rows written before these fields existed count as not cut, with no recorded reason
+    reasons = Counter(p["fallback_reason"] for p in provenance if p.get("fallback_reason"))
     return {
         "rows_refined": len(records),
         "rows_skipped": len(skipped),
@@ -47,6 +49,11 @@ def summarize(records: list[dict], skipped: list[dict], *, wall_time: float, row
         "acceptance_rate": round(len(accepted) / len(records), 4) if records else None,
         "similarity": _quantiles([p["similarity"] for p in provenance]),
         "completion_source": dict(Counter(p["source"] for p in provenance)),
+        "fallback_reasons": dict(sorted(reasons.items())),
+        "truncated": {
+            "rewrites": sum(bool(p.get("rewrite_truncated")) for p in provenance),
+            "fusion_candidates": sum(p.get("truncated_candidates", 0) for p in provenance),
+        },
         "fusion_rounds": dict(sorted(Counter(p["fusion_rounds"] for p in fused).items())),
         "stopped_early": sum(1 for p in fused if p["best_score"] is not None and p["best_score"] >= p["stop_score"]),
         "judge_scores": {**_quantiles(judge_scores), "unparseable": unparsed},
@@ -70,6 +77,8 @@ def format_summary(summary: dict) -> str:
         f"{similarity.get('median')}, p10 {similarity.get('p10')}, p90 {similarity.get('p90')}",
         f"completion source: {summary['completion_source']}; fusion rounds: {summary['fusion_rounds']}; "
         f"stopped early: {summary['stopped_early']}",
+        f"fallbacks: {summary['fallback_reasons']}; cut at the token limit (never used as ŷ): "
+        f"{summary['truncated']['rewrites']} rewrites, {summary['truncated']['fusion_candidates']} fused answers",
         f"judge scores: mean {judges.get('mean')}, median {judges.get('median')}, unparseable {judges['unparseable']}",
         f"tokens generated: {summary['tokens_generated']}",
     ]
